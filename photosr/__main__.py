@@ -1,0 +1,3 @@
+from photosr.cli import main
+
+main()

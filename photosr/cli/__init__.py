@@ -7,15 +7,15 @@ import importlib
 
 import click
 
-# name -> "module:attribute" of a click command
+# name -> ("module:attribute" of a click command, one-line help shown without importing it)
 _COMMANDS = {
-    "run": "photosr.cli.run:run",
-    "plugins": "photosr.cli.plugins:plugins",
-    "watch": "photosr.cli.watch:watch",
-    "train": "photosr.training.cli:train",
-    "export": "photosr.training.cli:export",
-    "eval": "photosr.training.cli:evaluate",
-    "crappify": "photosr.training.cli:crappify",
+    "run": ("photosr.cli.run:run", "Process photos and folders with one or more tasks."),
+    "plugins": ("photosr.cli.plugins:plugins", "List, show and verify installed plugins."),
+    "watch": ("photosr.cli.watch:watch", "Watch a folder and process every photo that lands in it."),
+    "train": ("photosr.training.cli:train", "Train a plugin from photos and a crappification (train extra)."),
+    "export": ("photosr.training.cli:export", "Export a training checkpoint as a plugin folder (train extra)."),
+    "eval": ("photosr.training.cli:evaluate", "Score a plugin: PSNR/SSIM against bicubic (train extra)."),
+    "crappify": ("photosr.training.cli:crappify", "Preview a crappification recipe (train extra)."),
 }
 _TRAINING = {"train", "export", "eval", "crappify"}
 
@@ -25,10 +25,9 @@ class _LazyGroup(click.Group):
         return sorted(_COMMANDS)
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        target = _COMMANDS.get(name)
-        if target is None:
+        if name not in _COMMANDS:
             return None
-        module_name, attr = target.split(":")
+        module_name, attr = _COMMANDS[name][0].split(":")
         try:
             module = importlib.import_module(module_name)
         except ImportError as err:
@@ -38,6 +37,10 @@ class _LazyGroup(click.Group):
                 ) from err
             raise
         return getattr(module, attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, _COMMANDS[name][1]) for name in self.list_commands(ctx)])
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -233,9 +233,12 @@ def axis_weights(starts: Sequence[int], tile: int, overlap: int, scale: int) -> 
             w[hi] = np.minimum(w[hi], ramp[::-1])
         weights.append(w)
     total = np.zeros((starts[-1] + tile) * scale)
-    for start, w in zip(starts, weights):
+    for start, w in zip(starts, weights, strict=True):
         total[start * scale : start * scale + size] += w
-    return [(w / total[s * scale : s * scale + size]).astype(np.float32) for s, w in zip(starts, weights)]
+    return [
+        (w / total[s * scale : s * scale + size]).astype(np.float32)
+        for s, w in zip(starts, weights, strict=True)
+    ]
 
 
 @dataclass(frozen=True)
@@ -307,7 +310,7 @@ def run_tiled(
         result = _run_checked(session, tiles, scale)
         if out is None:
             out = np.zeros((height * scale, width * scale, result.shape[1]), dtype=np.float32)
-        for (iy, ix), tile_out in zip(chunk, result):
+        for (iy, ix), tile_out in zip(chunk, result, strict=True):
             _accumulate(out, tile_out, grid, iy, ix, scale)
     assert out is not None  # there is always at least one tile
     return np.clip(out, 0.0, 1.0, out=out)

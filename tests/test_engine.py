@@ -200,7 +200,7 @@ def test_axis_weights_are_a_partition_of_unity(length, tile, overlap, scale):
     starts = tile_starts(length, tile, overlap)
     assert starts[0] == 0 and starts[-1] == length - tile
     total = np.zeros(length * scale)
-    for start, weight in zip(starts, axis_weights(starts, tile, overlap, scale)):
+    for start, weight in zip(starts, axis_weights(starts, tile, overlap, scale), strict=True):
         assert weight.min() >= 0
         total[start * scale : (start + tile) * scale] += weight
     np.testing.assert_allclose(total, 1.0, atol=1e-6)

@@ -1,0 +1,280 @@
+"""What each task does around its model: alpha, grey, scale, strength, chroma merge.
+
+Plugins are data; tasks are code. The manifest's `task` field picks one of the classes in `TASKS`, and
+the class gets the Photo plus a runner - a callable taking an HxWx3 float32 array and returning the
+model's HxWx3 output (normally a `ModelRunner`: the plugin's session run tile by tile). Tasks never load
+files or pick plugins; the pipeline does that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields, replace
+from typing import Any, ClassVar
+
+import numpy as np
+from PIL import Image
+
+from photosr.colour import luminance, rgb_to_ycbcr, ycbcr_to_rgb
+from photosr.errors import UsageError
+from photosr.image import Photo
+from photosr.resize import fit_within, linear_light_resize
+
+Runner = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class ModelRunner:
+    """A plugin's session run tile by tile with the plugin's tile defaults and the user's overrides."""
+
+    session: Any  # photosr.engine.ModelSession
+    scale: int = 1
+    tile: int = 0
+    overlap: int = 16
+    multiple: int = 1
+    whole: bool = False  # one run on the whole (already small) image: colorize needs global context
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        from photosr.engine import run_tiled, run_whole
+
+        if self.whole:
+            return run_whole(self.session, rgb, scale=self.scale, multiple=self.multiple)
+        return run_tiled(
+            self.session, rgb, scale=self.scale, tile=self.tile, overlap=self.overlap, multiple=self.multiple
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Helpers shared by the tasks
+
+
+def resize_plane(
+    plane: np.ndarray, size: tuple[int, int], resample: int = Image.Resampling.BICUBIC
+) -> np.ndarray:
+    """Resize one HxW float32 plane (alpha, chroma) to (w, h) as plain numbers - not as light."""
+    if (plane.shape[1], plane.shape[0]) == size:
+        return plane
+    image = Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32), mode="F")
+    return np.asarray(image.resize(size, resample), dtype=np.float32)
+
+
+def fill_transparent(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """RGB with the colour under fully transparent pixels replaced by that of the nearest visible ones.
+
+    Transparent pixels often hold black (or garbage); a model looking across an edge would pull that
+    into the visible side as a dark fringe. Filling from neighbours (push-pull: average down a pyramid,
+    fill holes coming back up) keeps edges clean and, unlike premultiplying, never divides by a tiny alpha.
+    """
+    known = alpha > 0
+    if known.all() or not known.any():
+        return rgb
+    filled = _push_pull(rgb.astype(np.float32), np.where(known, alpha, 0).astype(np.float32))
+    return np.where(known[..., None], rgb, filled).astype(np.float32)
+
+
+def _push_pull(rgb: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    h, w = weight.shape
+    if h == 1 and w == 1 or not (weight == 0).any():
+        return rgb
+    # Pad to even sizes with zero weight so 2x2 blocks tile the image exactly.
+    ph, pw = h % 2, w % 2
+    rgb_p = np.pad(rgb * weight[..., None], ((0, ph), (0, pw), (0, 0)))
+    weight_p = np.pad(weight, ((0, ph), (0, pw)))
+    sums = rgb_p.reshape(rgb_p.shape[0] // 2, 2, rgb_p.shape[1] // 2, 2, 3).sum(axis=(1, 3))
+    small_w = weight_p.reshape(weight_p.shape[0] // 2, 2, weight_p.shape[1] // 2, 2).sum(axis=(1, 3))
+    small_rgb = sums / np.maximum(small_w, 1e-12)[..., None]
+    coarse = _push_pull(small_rgb, small_w)
+    up = coarse.repeat(2, axis=0).repeat(2, axis=1)[:h, :w]
+    return np.where((weight > 0)[..., None], rgb, up)
+
+
+def grey_rgb(rgb: np.ndarray) -> np.ndarray:
+    """Three equal channels carrying the BT.601 luminance of `rgb`."""
+    y = luminance(rgb).astype(np.float32)
+    return np.repeat(y[..., None], 3, axis=2)
+
+
+def _keeps_grey(photo: Photo) -> bool:
+    return photo.info.grey and not photo.colour_added
+
+
+def _render_size(size: tuple[int, int], longest: int) -> tuple[int, int]:
+    w, h = size
+    if longest <= 0 or max(w, h) <= longest:
+        return size
+    ratio = longest / max(w, h)
+    return max(1, round(w * ratio)), max(1, round(h * ratio))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Tasks
+
+
+@dataclass(frozen=True)
+class Task:
+    """Base: fill under transparency, run `transform` on RGB, keep grey photos grey, carry alpha along."""
+
+    name: ClassVar[str] = ""
+    needs_model: ClassVar[bool] = True
+
+    @classmethod
+    def configured(cls, **settings: Any) -> Task:
+        """An instance taking from `settings` only the fields this task has (strength, render_size, ...)."""
+        return cls(**{f.name: settings[f.name] for f in fields(cls) if settings.get(f.name) is not None})
+
+    def apply(self, photo: Photo, runner: Runner | None) -> Photo:
+        if runner is None:
+            raise UsageError(f"task {self.name!r} needs a model runner")
+        rgb = photo.rgb if photo.alpha is None else fill_transparent(photo.rgb, photo.alpha)
+        out = np.clip(self.transform(rgb, runner), 0.0, 1.0).astype(np.float32)
+        if _keeps_grey(photo):
+            # A model may add faint colour casts to a grey photo; it must come back grey.
+            out = grey_rgb(out)
+        alpha = photo.alpha
+        if alpha is not None and alpha.shape != out.shape[:2]:
+            size = (out.shape[1], out.shape[0])
+            alpha = np.clip(resize_plane(alpha, size), 0.0, 1.0)
+        return photo.with_pixels(out, alpha)
+
+    def transform(self, rgb: np.ndarray, runner: Runner) -> np.ndarray:
+        """The model step on straight RGB (no alpha); subclasses add what surrounds it."""
+        return runner(rgb)
+
+
+@dataclass(frozen=True)
+class UpscaleTask(Task):
+    """The model changes the size; alpha is resized on its own (bicubic) to match."""
+
+    name: ClassVar[str] = "upscale"
+
+
+@dataclass(frozen=True)
+class RestoreTask(Task):
+    """1x repair; `strength` 0..1 blends the model's output with the input (0 = untouched)."""
+
+    name: ClassVar[str] = "restore"
+    strength: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.strength <= 1.0:
+            raise UsageError(f"strength must be between 0 and 1, got {self.strength}")
+
+    def transform(self, rgb: np.ndarray, runner: Runner) -> np.ndarray:
+        if self.strength == 0.0:
+            return rgb  # nothing of the model would survive the blend; skip running it
+        out = runner(rgb)
+        if self.strength == 1.0:
+            return out
+        return rgb + np.float32(self.strength) * (out - rgb)
+
+
+@dataclass(frozen=True)
+class DewatermarkTask(Task):
+    """1x RGB -> RGB; `mask` reports where the model changed the photo (for --save-mask)."""
+
+    name: ClassVar[str] = "dewatermark"
+    mask_threshold: float = 0.04  # ~10/255: above JPEG-noise-level changes
+
+    def mask(self, before: Photo, after: Photo) -> np.ndarray:
+        """HxW bool: pixels whose colour the model changed by more than `mask_threshold`."""
+        return np.abs(after.rgb - before.rgb).max(axis=2) > self.mask_threshold
+
+
+@dataclass(frozen=True)
+class ColorizeTask(Task):
+    """Model at `render_size` on the grey photo; its chroma is laid over the full-resolution luminance.
+
+    Models see 3 equal channels. Only Cb/Cr of their output are kept, upsampled to full size, so detail
+    and tone come from the original at full resolution and the model only has to get colour roughly right.
+    """
+
+    name: ClassVar[str] = "colorize"
+    render_size: int = 0  # longest side the model sees; 0 = whole photo
+
+    def __post_init__(self) -> None:
+        if self.render_size < 0:
+            raise UsageError(f"render size must be >= 0, got {self.render_size}")
+
+    def apply(self, photo: Photo, runner: Runner | None) -> Photo:
+        # Marked first, so the base class does not force a grey source back to grey.
+        return super().apply(replace(photo, colour_added=True), runner)
+
+    def transform(self, rgb: np.ndarray, runner: Runner) -> np.ndarray:
+        size = (rgb.shape[1], rgb.shape[0])
+        y = luminance(rgb).astype(np.float32)
+        grey = np.repeat(y[..., None], 3, axis=2)
+        small = _render_size(size, self.render_size)
+        model_in = grey if small == size else linear_light_resize(grey, small)
+        chroma = rgb_to_ycbcr(np.clip(runner(model_in), 0.0, 1.0).astype(np.float32))
+        cb = resize_plane(chroma[..., 1], size)
+        cr = resize_plane(chroma[..., 2], size)
+        return _merge_chroma(y, cb, cr)
+
+
+def _merge_chroma(y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> np.ndarray:
+    """RGB with luminance exactly `y` and the hue of (cb, cr), chroma reduced where it leaves 0..1.
+
+    Clipping RGB would change luminance; scaling each pixel's colour offset from grey keeps Y exact.
+    """
+    offset = _chroma_offset(cb, cr)
+    yc = y[..., None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        room = np.where(offset > 0, (1.0 - yc) / offset, np.where(offset < 0, -yc / offset, np.inf))
+    scale = np.clip(room.min(axis=2), 0.0, 1.0)
+    return np.clip(yc + offset * scale[..., None], 0.0, 1.0).astype(np.float32)
+
+
+def _chroma_offset(cb: np.ndarray, cr: np.ndarray) -> np.ndarray:
+    """RGB minus Y for chroma (cb, cr): the colour's offset from grey, which has zero luminance.
+
+    ycbcr_to_rgb clips, so it is asked about a quarter of the chroma around mid grey, where nothing
+    can clip (the largest offset is 1.772 * 0.5 / 4 < 0.5), and the answer is scaled back up (affine).
+    """
+    k = np.float32(0.25)
+    mid = np.full_like(cb, 0.5, dtype=np.float32)
+    small = np.stack([mid, 0.5 + k * (cb - 0.5), 0.5 + k * (cr - 0.5)], axis=2).astype(np.float32)
+    return (ycbcr_to_rgb(small) - 0.5) / k
+
+
+@dataclass(frozen=True)
+class NormalizeTask(Task):
+    """No model: loading already applied orientation, ICC and mode; this only caps the longest side."""
+
+    name: ClassVar[str] = "normalize"
+    needs_model: ClassVar[bool] = False
+    max_size: int | None = None
+
+    def apply(self, photo: Photo, runner: Runner | None = None) -> Photo:
+        if self.max_size is None or max(photo.size) <= self.max_size:
+            return photo
+        return fit_within(photo, self.max_size)
+
+
+TASKS: dict[str, type[Task]] = {
+    cls.name: cls for cls in (RestoreTask, UpscaleTask, ColorizeTask, DewatermarkTask, NormalizeTask)
+}
+
+
+def build_task(name: str, **settings: Any) -> Task:
+    """The task called `name`, configured from whichever of `settings` it uses. Unknown name: UsageError."""
+    cls = TASKS.get(name)
+    if cls is None:
+        raise UsageError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
+    return cls.configured(**settings)
+
+
+__all__ = [
+    "TASKS",
+    "ColorizeTask",
+    "DewatermarkTask",
+    "ModelRunner",
+    "NormalizeTask",
+    "RestoreTask",
+    "Runner",
+    "Task",
+    "UpscaleTask",
+    "build_task",
+    "fill_transparent",
+    "grey_rgb",
+    "resize_plane",
+]

@@ -1,0 +1,186 @@
+"""Tasks on tiny photos with numpy stand-in runners: alpha, grey, scale, strength, chroma merge, masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from photosr.colour import luminance
+from photosr.errors import UsageError
+from photosr.image import Photo, SourceInfo
+from photosr.tasks import (
+    TASKS,
+    ColorizeTask,
+    DewatermarkTask,
+    NormalizeTask,
+    RestoreTask,
+    UpscaleTask,
+    build_task,
+    fill_transparent,
+)
+
+
+def _photo(h: int = 12, w: int = 16, *, grey: bool = False, alpha: bool = False, seed: int = 0) -> Photo:
+    rng = np.random.default_rng(seed)
+    if grey:
+        rgb = np.repeat(rng.random((h, w, 1), dtype=np.float32), 3, axis=2)
+    else:
+        rgb = rng.random((h, w, 3), dtype=np.float32)
+    a = rng.random((h, w), dtype=np.float32) if alpha else None
+    return Photo(rgb, a, SourceInfo(grey=grey, mode="L" if grey else "RGB"))
+
+
+def _nearest(scale: int):
+    return lambda rgb: rgb.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
+def _box_blur(rgb: np.ndarray) -> np.ndarray:
+    padded = np.pad(rgb, ((1, 1), (1, 1), (0, 0)), mode="edge")
+    h, w = rgb.shape[:2]
+    return sum(padded[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)) / 9
+
+
+def test_upscale_scales_rgb_and_resizes_alpha_separately() -> None:
+    photo = _photo(alpha=True)
+    out = UpscaleTask().apply(photo, _nearest(2))
+    assert out.size == (32, 24)
+    assert out.alpha is not None and out.alpha.shape == (24, 32)
+    assert out.alpha.min() >= 0.0 and out.alpha.max() <= 1.0
+    # Alpha is resampled smoothly, not replicated: its mean stays close to the source's.
+    assert abs(float(out.alpha.mean()) - float(photo.alpha.mean())) < 0.02
+    assert out.info is photo.info
+
+
+def test_grey_stays_grey_through_a_model_with_a_colour_cast() -> None:
+    def tinted(rgb: np.ndarray) -> np.ndarray:
+        return _nearest(2)(rgb) * np.array([1.0, 0.9, 0.7], dtype=np.float32)
+
+    out = UpscaleTask().apply(_photo(grey=True), tinted)
+    assert np.array_equal(out.rgb[..., 0], out.rgb[..., 1])
+    assert np.array_equal(out.rgb[..., 1], out.rgb[..., 2])
+    assert not out.colour_added
+
+
+def test_colour_photo_keeps_model_colour() -> None:
+    photo = _photo()
+    out = RestoreTask().apply(photo, lambda rgb: rgb[..., ::-1].copy())
+    np.testing.assert_array_equal(out.rgb, photo.rgb[..., ::-1])
+
+
+def test_one_x_task_passes_alpha_through_untouched() -> None:
+    photo = _photo(alpha=True)
+    out = DewatermarkTask().apply(photo, lambda rgb: rgb)
+    np.testing.assert_array_equal(out.alpha, photo.alpha)
+
+
+def test_fill_transparent_takes_colour_from_visible_neighbours() -> None:
+    rgb = np.zeros((20, 20, 3), dtype=np.float32)  # black under the transparent area, as many PNGs store it
+    alpha = np.zeros((20, 20), dtype=np.float32)
+    rgb[5:15, 5:15] = (1.0, 0.2, 0.1)
+    alpha[5:15, 5:15] = 1.0
+    alpha[5, 5:15] = 0.3  # a soft edge keeps its own colour
+    filled = fill_transparent(rgb, alpha)
+    np.testing.assert_allclose(filled[alpha > 0], rgb[alpha > 0])
+    np.testing.assert_allclose(
+        filled[alpha == 0], np.broadcast_to((1.0, 0.2, 0.1), filled[alpha == 0].shape), atol=1e-5
+    )
+    # Nothing visible or nothing transparent: returned as is.
+    assert fill_transparent(rgb, np.zeros_like(alpha)) is rgb
+    assert fill_transparent(rgb, np.ones_like(alpha)) is rgb
+
+
+def test_no_dark_fringe_when_a_model_looks_across_an_alpha_edge() -> None:
+    rgb = np.zeros((16, 16, 3), dtype=np.float32)
+    alpha = np.zeros((16, 16), dtype=np.float32)
+    rgb[4:12, 4:12] = (0.9, 0.8, 0.2)
+    alpha[4:12, 4:12] = 1.0
+    out = RestoreTask().apply(Photo(rgb, alpha), _box_blur)
+    edge = out.rgb[4, 4:12]  # visible pixels next to transparent ones
+    np.testing.assert_allclose(edge, np.broadcast_to((0.9, 0.8, 0.2), edge.shape), atol=1e-5)
+    # Without the fill the same blur darkens that edge by a third: the test can fail.
+    assert _box_blur(rgb)[4, 6, 0] < 0.7
+
+
+def test_restore_strength_blends_and_zero_skips_the_model() -> None:
+    photo = _photo()
+    out = RestoreTask(strength=0.25).apply(photo, lambda rgb: 1.0 - rgb)
+    np.testing.assert_allclose(out.rgb, photo.rgb + 0.25 * ((1.0 - photo.rgb) - photo.rgb), atol=1e-6)
+    calls = []
+    untouched = RestoreTask(strength=0.0).apply(photo, lambda rgb: calls.append(1) or rgb)
+    assert calls == [] and np.array_equal(untouched.rgb, photo.rgb)
+    with pytest.raises(UsageError, match="strength"):
+        RestoreTask(strength=1.5)
+
+
+def _sepia(seen: list):
+    def runner(rgb: np.ndarray) -> np.ndarray:
+        seen.append(rgb)
+        return rgb * np.array([1.15, 1.0, 0.75], dtype=np.float32)
+
+    return runner
+
+
+def test_colorize_runs_at_render_size_on_grey_and_keeps_full_res_luminance() -> None:
+    photo = _photo(40, 60, grey=True)
+    seen: list = []
+    out = ColorizeTask(render_size=30).apply(photo, _sepia(seen))
+    assert seen[0].shape == (20, 30, 3)  # longest side 30
+    assert np.array_equal(seen[0][..., 0], seen[0][..., 2])  # the model sees grey as 3 equal channels
+    assert out.size == (60, 40) and out.colour_added
+    np.testing.assert_allclose(luminance(out.rgb), luminance(photo.rgb), atol=2e-6)
+    assert float(np.abs(out.rgb[..., 0] - out.rgb[..., 2]).mean()) > 0.01  # colour was added
+
+
+def test_colorize_keeps_luminance_when_model_colour_is_out_of_gamut() -> None:
+    photo = _photo(8, 8, grey=True)
+    out = ColorizeTask().apply(photo, lambda rgb: np.broadcast_to(np.float32([1, 0, 0]), rgb.shape).copy())
+    np.testing.assert_allclose(luminance(out.rgb), luminance(photo.rgb), atol=2e-6)
+    assert out.rgb.min() >= 0.0 and out.rgb.max() <= 1.0
+    assert (out.rgb[..., 0] >= out.rgb[..., 1]).all()  # still reddish where it fits
+
+
+def test_colorize_of_colour_photo_keeps_its_luminance() -> None:
+    photo = _photo(10, 10)
+    out = ColorizeTask(render_size=0).apply(photo, _sepia([]))
+    np.testing.assert_allclose(luminance(out.rgb), luminance(photo.rgb), atol=2e-6)
+
+
+def test_dewatermark_mask_marks_changed_pixels() -> None:
+    photo = _photo()
+
+    def erase(rgb: np.ndarray) -> np.ndarray:
+        out = rgb.copy()
+        out[2:5, 3:9] = 0.5 + (rgb[2:5, 3:9] > 0.5) * -0.4 + 0.2  # changes every pixel by >= 0.1
+        return out
+
+    task = DewatermarkTask()
+    out = task.apply(photo, erase)
+    mask = task.mask(photo, out)
+    expected = np.zeros((12, 16), dtype=bool)
+    expected[2:5, 3:9] = True
+    np.testing.assert_array_equal(mask, expected)
+
+
+def test_normalize_caps_longest_side_and_needs_no_model() -> None:
+    photo = _photo(30, 50)
+    assert not NormalizeTask.needs_model
+    assert NormalizeTask().apply(photo) is photo
+    assert NormalizeTask(max_size=25).apply(photo).size == (25, 15)
+    assert NormalizeTask(max_size=100).apply(photo) is photo
+
+
+def test_model_task_without_runner_is_refused() -> None:
+    with pytest.raises(UsageError, match="needs a model"):
+        RestoreTask().apply(_photo(), None)
+
+
+def test_build_task_by_name_takes_only_its_settings() -> None:
+    assert set(TASKS) == {"restore", "upscale", "colorize", "dewatermark", "normalize"}
+    settings = {"strength": 0.5, "render_size": 256, "max_size": 99}
+    assert build_task("restore", **settings) == RestoreTask(strength=0.5)
+    assert build_task("colorize", **settings) == ColorizeTask(render_size=256)
+    assert build_task("normalize", **settings) == NormalizeTask(max_size=99)
+    assert build_task("upscale", **settings) == UpscaleTask()
+    assert build_task("restore", strength=None) == RestoreTask()
+    with pytest.raises(UsageError, match="unknown task 'sharpen'"):
+        build_task("sharpen")

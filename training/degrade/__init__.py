@@ -1,0 +1,39 @@
+"""Crappification: composable, seeded degradation ops, presets and recipes that make training pairs.
+
+Each op splits `sample(rng) -> params` from `apply(image, params) -> image` with an explicit
+`numpy.random.Generator`; params are plain dicts, logged and replayed. `load_crappifier` turns a preset
+name, a TOML recipe or a custom `crappify(image, rng)` callable into the `Crappifier` the trainer calls.
+"""
+
+from __future__ import annotations
+
+from .base import Chain, Maybe, OneOf, Op, Params, Shuffle
+from .blur import Blur
+from .crappifier import TASKS, Crappifier, load_crappifier
+from .jpeg import Jpeg
+from .noise import Noise
+from .recipe import OPS, build_recipe, preset_names, read_recipe, register_op
+from .resample import Downscale, Rescaled, resize_image
+
+__all__ = [
+    "OPS",
+    "TASKS",
+    "Blur",
+    "Chain",
+    "Crappifier",
+    "Downscale",
+    "Jpeg",
+    "Maybe",
+    "Noise",
+    "OneOf",
+    "Op",
+    "Params",
+    "Rescaled",
+    "Shuffle",
+    "build_recipe",
+    "load_crappifier",
+    "preset_names",
+    "read_recipe",
+    "register_op",
+    "resize_image",
+]

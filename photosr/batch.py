@@ -36,6 +36,7 @@ _SAME_FORMAT = {
     "webp": {".webp"},
     "tiff": {".tif", ".tiff"},
 }
+_WRITABLE = frozenset().union(*_SAME_FORMAT.values())
 
 
 @dataclass(frozen=True)
@@ -134,12 +135,15 @@ def output_path(
 ) -> Path:
     """Where a job's result goes: OUT/<rel folder>/<stem><suffix><extension of the output format>.
 
-    `format="keep"` keeps the source extension; otherwise the extension names the new format, keeping a
-    source extension that already names it (`.jpeg` stays `.jpeg` with `format="jpeg"`).
+    `format="keep"` keeps the source extension (PNG for formats photosr cannot write: GIF, BMP, HEIC...);
+    otherwise the extension names the new format, keeping a source extension that already names it
+    (`.jpeg` stays `.jpeg` with `format="jpeg"`).
     """
     rel = job.rel if isinstance(job, Job) else Path(job)
     ext = rel.suffix
-    if format != "keep":
+    if format == "keep" and ext.lower() not in _WRITABLE:
+        ext = ".png"  # what io.save_photo writes for sources it cannot write back (GIF, BMP, HEIC, ...)
+    elif format != "keep":
         if format not in FORMAT_EXTENSIONS:
             raise UsageError(f"unknown output format {format!r}; choose keep, {', '.join(FORMAT_EXTENSIONS)}")
         if ext.lower() not in _SAME_FORMAT[format]:

@@ -118,6 +118,9 @@ def test_output_path_mirrors_tree_with_suffix_and_format(tmp_path: Path) -> None
     assert output_path(Path("a.jpeg"), out, format="jpeg") == out / "a.jpeg"
     assert output_path(Path("a.png"), out, format="tiff") == out / "a.tif"
     assert output_path(Path("a.png"), out, format="webp") == out / "a.webp"
+    assert output_path(Path("scan.TIFF"), out) == out / "scan.TIFF"
+    assert output_path(Path("anim.gif"), out) == out / "anim.png"  # keep: GIF/BMP/HEIC are written as PNG
+    assert output_path(Path("phone.HEIC"), out, suffix="_r") == out / "phone_r.png"
     with pytest.raises(UsageError, match="unknown output format"):
         output_path(job, out, format="gif")
 

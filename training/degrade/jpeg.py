@@ -6,9 +6,10 @@ import io
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
-from .base import Op, Params, as_choices, as_probability, as_range, chance, integer, pick
+from .base import Op, Params, as_choices, as_probability, as_range, chance, integer, pick, uniform
+from .overlay import DEFAULT_FONT, load_font
 
 SUBSAMPLING = ("4:4:4", "4:2:2", "4:2:0")
 
@@ -52,3 +53,31 @@ class Jpeg(Op):
         if params["quality2"]:
             out = jpeg_roundtrip(out, params["quality2"], params["subsampling"])
         return out
+
+
+class FastaiJpeg(Op):
+    """fast.ai lesson 7's crappifier step: the JPEG quality number drawn as white text at a random
+    spot in the top-left quarter, then JPEG at that quality (the model learns to remove the text too)."""
+
+    name = "fastai_jpeg"
+
+    def __init__(
+        self, quality: int | Sequence[int] = (10, 70), text_size: float | Sequence[float] = (0.08, 0.14)
+    ):
+        self.quality = as_range("quality", quality, low=1, high=100, integer=True)
+        self.text_size = as_range("text_size", text_size, low=0.01, high=1.0)
+
+    def sample(self, rng: np.random.Generator) -> Params:
+        return {
+            "quality": integer(rng, self.quality),
+            "x": float(rng.uniform(0.0, 0.5)),
+            "y": float(rng.uniform(0.0, 0.5)),
+            "text_size": uniform(rng, self.text_size),
+        }
+
+    def apply(self, image: Image.Image, params: Params) -> Image.Image:
+        stamped = image.convert("RGB")  # convert() copies, so the caller's image stays clean
+        font = load_font(DEFAULT_FONT, max(8, round(params["text_size"] * min(image.size))))
+        position = (params["x"] * image.width, params["y"] * image.height)
+        ImageDraw.Draw(stamped).text(position, str(params["quality"]), fill=(255, 255, 255), font=font)
+        return jpeg_roundtrip(stamped, params["quality"], "4:2:0")

@@ -16,8 +16,10 @@ from photosr.errors import UsageError
 
 from .base import Chain, Maybe, OneOf, Op, Shuffle, as_probability
 from .blur import Blur
-from .jpeg import Jpeg
+from .jpeg import FastaiJpeg, Jpeg
 from .noise import Noise
+from .oldphoto import Dust, Fade, Grain, Greyscale, Scratches, Sepia
+from .overlay import Overlay
 from .resample import Downscale, Rescaled
 
 if sys.version_info >= (3, 11):
@@ -28,10 +30,14 @@ else:  # pragma: no cover - exercised on 3.10 only
 RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 
 OPS: dict[str, type[Op]] = {
-    cls.name: cls for cls in (Chain, OneOf, Shuffle, Downscale, Rescaled, Blur, Noise, Jpeg)
+    cls.name: cls
+    for cls in (Chain, OneOf, Shuffle, Downscale, Rescaled, Blur, Noise, Jpeg, FastaiJpeg, Overlay)
+    + (Greyscale, Sepia, Fade, Grain, Scratches, Dust)
 }
 _TOP_KEYS = {"name", "description", "scale", "steps"}
-_STEP_KEYS = {"op", "p", "only_scales"}  # understood by the loader on every step, not passed to the op
+# Understood by the loader on every step, not passed to the op: p = probability the step runs;
+# min_scale/max_scale = the step exists only for models of those scales (fastai shrinks differently at 1x).
+_STEP_KEYS = {"op", "p", "min_scale", "max_scale"}
 
 
 def register_op(cls: type[Op]) -> type[Op]:
@@ -91,8 +97,7 @@ def _build_steps(steps: Any, where: str, ctx: _Context) -> list[Op]:
 def _build_step(step: Any, where: str, ctx: _Context) -> Op | None:
     if not isinstance(step, dict) or "op" not in step:
         raise UsageError(f"{where}: expected a table with an 'op' key", ctx.path)
-    only = step.get("only_scales")
-    if only is not None and ctx.scale not in (only if isinstance(only, list) else [only]):
+    if not _in_scale_range(step, where, ctx):
         return None
     name = step["op"]
     kwargs = {k: v for k, v in step.items() if k not in _STEP_KEYS}
@@ -102,6 +107,14 @@ def _build_step(step: Any, where: str, ctx: _Context) -> Op | None:
     except UsageError as err:
         raise UsageError(f"{where}.{err.reason}", ctx.path) from None
     return op if p >= 1.0 else Maybe(op, p)
+
+
+def _in_scale_range(step: dict[str, Any], where: str, ctx: _Context) -> bool:
+    low, high = step.get("min_scale", 1), step.get("max_scale", 64)
+    for key, value in (("min_scale", low), ("max_scale", high)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise UsageError(f"{where}.{key}: expected a whole number >= 1, got {value!r}", ctx.path)
+    return low <= ctx.scale <= high
 
 
 def _make_op(name: Any, kwargs: dict[str, Any], where: str, ctx: _Context) -> Op:

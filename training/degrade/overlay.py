@@ -1,0 +1,289 @@
+"""Text and watermark overlays: random words, numbers, dates and shape logos, stamped once or tiled on a
+diagonal, at an opacity and colour; `apply_with_mask` also returns the alpha of what was drawn, the target
+a dewatermark model's mask head (or a loss weight) needs.
+
+Fonts and words are parameters, so a held-out split (train on some fonts/words, validate on others) is
+just two Overlay ops with different lists.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+from photosr.errors import UsageError
+
+from .base import (
+    Op,
+    Params,
+    as_choices,
+    as_probability,
+    as_range,
+    as_weights,
+    chance,
+    integer,
+    new_seed,
+    pick,
+    to_float,
+    to_image,
+    uniform,
+)
+
+CONTENT = ("words", "numbers", "dates", "logo")
+LAYOUTS = ("single", "tiled")
+COLOURS = ("white", "black", "grey", "orange", "random")
+FONT_SUFFIXES = (".ttf", ".otf", ".ttc")
+SYSTEM_FONT_DIR = Path("/usr/share/fonts")
+DEFAULT_FONT = "default"  # Pillow's bundled scalable font (Pillow >= 10.1)
+DEFAULT_WORDS = (
+    "SAMPLE", "PREVIEW", "PROOF", "COPYRIGHT", "DRAFT", "CONFIDENTIAL", "stock", "photo", "studio",
+    "Photography", "images", "licensed", "do not copy", "property of", "archive", "gallery", "agency",
+    "wedding", "portrait", "memories", "summer", "holiday", "family", "Nordic", "Atelier", "Lumen",
+    "Foto", "Bildarchiv", "exclusive", "watermark", "unpaid", "comp", "www.example.com", "@picturesque",
+)  # fmt: skip
+_MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
+
+
+def find_fonts(folder: str | Path) -> list[str]:
+    """Every .ttf/.otf/.ttc under `folder`, sorted so a seed picks the same font on every machine
+    with the same files."""
+    folder = Path(folder).expanduser()
+    if not folder.is_dir():
+        raise UsageError("font folder not found", folder)
+    return sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in FONT_SUFFIXES)
+
+
+@functools.lru_cache(maxsize=256)
+def load_font(font: str, size: int) -> ImageFont.FreeTypeFont:
+    """A font by path (or "default") at a pixel size, cached per DataLoader worker."""
+    if font == DEFAULT_FONT:
+        return ImageFont.load_default(size=size)
+    try:
+        return ImageFont.truetype(font, size)
+    except OSError as err:
+        raise UsageError(f"cannot load font ({err})", font) from err
+
+
+def random_text(rng: np.random.Generator, kind: str, words: Sequence[str]) -> str:
+    """A watermark string: words with a copyright sign or year, an ID number, or a date."""
+    if kind == "numbers":
+        number = str(rng.integers(10**2, 10**7))
+        return pick(rng, (number, f"#{number}", f"IMG_{number[:4]:0>4}", f"No. {number}"))
+    if kind == "dates":
+        y, m, d = int(rng.integers(1950, 2030)), int(rng.integers(1, 13)), int(rng.integers(1, 29))
+        forms = (
+            f"{d:02d}/{m:02d}/{y}",
+            f"{y}-{m:02d}-{d:02d}",
+            f"'{y % 100:02d} {m} {d}",
+            f"{_MONTHS[m - 1]} {d} {y}",
+        )
+        return pick(rng, forms)
+    chosen = [words[int(i)] for i in rng.choice(len(words), size=integer(rng, (1, 2)))]
+    text = " ".join(chosen)
+    text = pick(rng, (text, text.upper(), text.title()))
+    if chance(rng, 0.3):
+        text = f"\u00a9 {text}"
+    if chance(rng, 0.2):
+        text = f"{text} {int(rng.integers(1990, 2030))}"
+    return text
+
+
+def _text_stamp(text: str, font: ImageFont.FreeTypeFont, stroke: int) -> tuple[Image.Image, Image.Image]:
+    """Fill and outline masks ("L") of one line of text, tightly cropped with a small margin."""
+    x0, y0, x1, y1 = font.getbbox(text, stroke_width=stroke)
+    pad = stroke + 2
+    size = (x1 - x0 + 2 * pad, y1 - y0 + 2 * pad)
+    fill, outline = Image.new("L", size, 0), Image.new("L", size, 0)
+    origin = (pad - x0, pad - y0)
+    ImageDraw.Draw(fill).text(origin, text, fill=255, font=font)
+    if stroke:
+        ImageDraw.Draw(outline).text(origin, text, fill=255, font=font, stroke_width=stroke, stroke_fill=255)
+    return fill, outline
+
+
+def _logo_stamp(seed: int, side: int, text: str, font: ImageFont.FreeTypeFont) -> Image.Image:
+    """A made-up logo: one to three rings, boxes, triangles or stars, optionally with initials."""
+    rng = np.random.default_rng(seed)
+    side = max(side, 8)
+    stamp = Image.new("L", (side, side), 0)
+    draw = ImageDraw.Draw(stamp)
+    width = max(1, side // 14)
+    for _ in range(integer(rng, (1, 3))):
+        inset = int(rng.integers(0, side // 4 + 1))
+        box = (inset, inset, side - 1 - inset, side - 1 - inset)
+        shape = pick(rng, ("ring", "box", "triangle", "star", "disc"))
+        if shape == "ring":
+            draw.ellipse(box, outline=255, width=width)
+        elif shape == "box":
+            draw.rounded_rectangle(box, radius=side // 8, outline=255, width=width)
+        elif shape == "disc":
+            r = side // 6
+            draw.ellipse((side // 2 - r, side // 2 - r, side // 2 + r, side // 2 + r), fill=255)
+        else:
+            points = 3 if shape == "triangle" else 5
+            radius = (side - 2 * inset) / 2
+            angles = np.linspace(0, 2 * np.pi, points * (1 if points == 3 else 2), endpoint=False) - np.pi / 2
+            radii = (
+                np.where(np.arange(len(angles)) % 2 == 1, radius * 0.45, radius) if points == 5 else radius
+            )
+            xy = np.stack([side / 2 + radii * np.cos(angles), side / 2 + radii * np.sin(angles)], axis=1)
+            draw.polygon([tuple(p) for p in xy], outline=255, width=width)
+    if text:
+        draw.text((side / 2, side / 2), text, fill=255, font=font, anchor="mm")
+    return stamp
+
+
+def _tile(stamp: Image.Image, size: tuple[int, int], params: Params) -> Image.Image:
+    """Repeat a stamp on a grid rotated by params["angle"], covering an image of `size`."""
+    cell = (int(stamp.width * params["spacing"]), int(stamp.height * params["spacing"] * 1.5))
+    tile = Image.new("L", cell, 0)
+    tile.paste(stamp, (0, 0))
+    diagonal = int(np.hypot(*size)) + max(cell) * 2
+    reps = (diagonal // cell[1] + 1, diagonal // cell[0] + 1)
+    sheet = np.tile(np.asarray(tile), reps)
+    shift = (int(params["y"] * cell[1]), int(params["x"] * cell[0]))
+    sheet = Image.fromarray(np.roll(sheet, shift, axis=(0, 1)))
+    rotated = sheet.rotate(params["angle"], resample=Image.Resampling.BILINEAR)
+    left, top = (rotated.width - size[0]) // 2, (rotated.height - size[1]) // 2
+    return rotated.crop((left, top, left + size[0], top + size[1]))
+
+
+def _place(stamp: Image.Image, size: tuple[int, int], params: Params) -> Image.Image:
+    stamp = stamp.rotate(params["angle"], resample=Image.Resampling.BILINEAR, expand=True)
+    layer = Image.new("L", size, 0)
+    x = int(params["x"] * (size[0] - stamp.width))
+    y = int(params["y"] * (size[1] - stamp.height))
+    layer.paste(stamp, (x, y))
+    return layer
+
+
+def _colour(rng: np.random.Generator, name: str) -> list[int]:
+    if name == "white":
+        return [int(rng.integers(225, 256))] * 3
+    if name == "black":
+        return [int(rng.integers(0, 35))] * 3
+    if name == "grey":
+        return [int(rng.integers(90, 180))] * 3
+    if name == "orange":  # film cameras' date imprint
+        return [255, int(rng.integers(120, 175)), int(rng.integers(0, 50))]
+    return [int(v) for v in rng.integers(0, 256, size=3)]
+
+
+class Overlay(Op):
+    """Draw a watermark. size: text height as a fraction of the short side; angle: degrees (single
+    stamps use half of it); spacing: tiled cell size in stamp sizes; outline: probability of a
+    contrasting stroke; fonts: paths or "default" (None = Pillow's default plus system fonts);
+    font_dir: a folder of .ttf/.otf added to the fonts; words: the vocabulary for word stamps."""
+
+    name = "overlay"
+
+    def __init__(
+        self,
+        content: str | Sequence[str] = CONTENT,
+        content_weights: Sequence[float] | None = None,
+        layout: str | Sequence[str] = LAYOUTS,
+        layout_weights: Sequence[float] | None = None,
+        opacity: float | Sequence[float] = (0.2, 0.8),
+        colours: str | Sequence[str] = ("white", "black", "grey", "random"),
+        size: float | Sequence[float] = (0.06, 0.2),
+        angle: float | Sequence[float] = (-40.0, 40.0),
+        spacing: float | Sequence[float] = (1.2, 2.5),
+        outline: float = 0.3,
+        fonts: Sequence[str] | None = None,
+        font_dir: str | None = None,
+        words: Sequence[str] | None = None,
+    ):
+        self.content = as_choices("content", content, CONTENT)
+        self.content_weights = as_weights("content_weights", content_weights, len(self.content))
+        self.layout = as_choices("layout", layout, LAYOUTS)
+        self.layout_weights = as_weights("layout_weights", layout_weights, len(self.layout))
+        self.opacity = as_range("opacity", opacity, low=0.0, high=1.0)
+        self.colours = as_choices("colours", colours, COLOURS)
+        self.size = as_range("size", size, low=0.01, high=1.0)
+        self.angle = as_range("angle", angle, low=-180.0, high=180.0)
+        self.spacing = as_range("spacing", spacing, low=1.0, high=10.0)
+        self.outline = as_probability("outline", outline)
+        self.fonts = _font_list(fonts, font_dir)
+        self.words = tuple(words) if words is not None else DEFAULT_WORDS
+        if not self.words or not all(isinstance(w, str) and w for w in self.words):
+            raise UsageError("words: expected a list of non-empty strings")
+
+    def sample(self, rng: np.random.Generator) -> Params:
+        content = pick(rng, self.content, self.content_weights)
+        layout = pick(rng, self.layout, self.layout_weights)
+        if content == "logo":
+            text = "".join(chr(int(c)) for c in rng.integers(65, 91, size=integer(rng, (0, 3))))
+        else:
+            text = random_text(rng, content, self.words)
+        angle = uniform(rng, self.angle) * (0.5 if layout == "single" else 1.0)
+        colour = pick(rng, self.colours)
+        return {
+            "content": content,
+            "text": text,
+            "logo_seed": new_seed(rng) if content == "logo" else 0,
+            "font": pick(rng, self.fonts),
+            "size": uniform(rng, self.size),
+            "layout": layout,
+            "x": float(rng.random()),
+            "y": float(rng.random()),
+            "angle": angle,
+            "spacing": uniform(rng, self.spacing),
+            "opacity": uniform(rng, self.opacity),
+            "colour": _colour(rng, colour),
+            "outline": chance(rng, self.outline),
+        }
+
+    def apply(self, image: Image.Image, params: Params) -> Image.Image:
+        return self.apply_with_mask(image, params)[0]
+
+    def apply_masked(self, image, mask, params):
+        out, drawn = self.apply_with_mask(image, params)
+        return out, drawn if mask is None else np.maximum(mask, drawn)
+
+    def apply_with_mask(self, image: Image.Image, params: Params) -> tuple[Image.Image, np.ndarray]:
+        """The stamped image and the float32 HxW alpha (0..1, opacity included) of what was drawn."""
+        fill, outline = self._layers(image.size, params)
+        opacity = params["opacity"]
+        alpha = np.asarray(fill, dtype=np.float32)[..., None] * (opacity / 255.0)
+        rgb = to_float(image)
+        colour = np.asarray(params["colour"], dtype=np.float32) / 255.0
+        drawn = alpha[..., 0]
+        if outline is not None:
+            # The stroke takes the opposite brightness so the stamp reads on any background.
+            edge = np.asarray(outline, dtype=np.float32)[..., None] * (opacity / 255.0)
+            contrast = np.full(3, 0.0 if colour.mean() > 0.5 else 1.0, np.float32)
+            rgb = rgb * (1.0 - edge) + contrast * edge
+            drawn = np.maximum(drawn, edge[..., 0])
+        rgb = rgb * (1.0 - alpha) + colour * alpha
+        return to_image(rgb), drawn
+
+    def _layers(self, size: tuple[int, int], params: Params) -> tuple[Image.Image, Image.Image | None]:
+        font_px = max(8, round(params["size"] * min(size)))
+        font = load_font(params["font"], font_px)
+        stroke = max(1, font_px // 12) if params["outline"] else 0
+        if params["content"] == "logo":
+            fill = _logo_stamp(params["logo_seed"], font_px * 2, params["text"], font)
+            outline = fill.filter(ImageFilter.MaxFilter(2 * stroke + 1)) if stroke else None
+        else:
+            fill, outline = _text_stamp(params["text"], font, stroke)
+            outline = outline if stroke else None
+        arrange = _tile if params["layout"] == "tiled" else _place
+        return arrange(fill, size, params), None if outline is None else arrange(outline, size, params)
+
+
+def _font_list(fonts: Sequence[str] | None, font_dir: str | None) -> tuple[str, ...]:
+    listed = list(fonts) if fonts is not None else [DEFAULT_FONT]
+    if font_dir is not None:
+        listed += find_fonts(font_dir)
+    elif fonts is None and SYSTEM_FONT_DIR.is_dir():
+        listed += find_fonts(SYSTEM_FONT_DIR)
+    for font in listed:
+        if font != DEFAULT_FONT and not Path(font).is_file():
+            raise UsageError(f"fonts: font file not found: {font}")
+    if not listed:
+        raise UsageError("fonts: no fonts to draw with")
+    return tuple(listed)

@@ -21,6 +21,8 @@ from PIL import Image
 
 from photosr.errors import ImageWriteError, PhotosrError, PluginNotFoundError, UsageError
 from photosr.image import Photo
+from photosr.io import load_photo, photo_from_pil, photo_to_pil, save_photo
+from photosr.resize import fit_within, resize_photo
 from photosr.tasks import TASKS, ColorizeTask, DewatermarkTask, ModelRunner, Runner, Task, build_task
 
 FORMATS = ("keep", "png", "jpeg", "webp", "tiff")
@@ -246,8 +248,6 @@ class Pipeline:
         return self._process(photo)[0]
 
     def _process(self, photo: Photo) -> tuple[Photo, list[np.ndarray]]:
-        from photosr.resize import fit_within, resize_photo
-
         original = photo.size
         masks = []
         for step in self.steps:
@@ -281,8 +281,6 @@ class Pipeline:
             )
 
     def _process_file(self, src: Path, dst: Path) -> Path:
-        from photosr.io import load_photo, save_photo
-
         if _same_file(src, dst):
             raise ImageWriteError(f"output {dst} is the input itself; refusing to overwrite it", src)
         load_kwargs = {} if self.options.max_pixels is None else {"max_pixels": self.options.max_pixels}
@@ -369,8 +367,6 @@ def process(
     Options are the ProcessOptions fields (scale=4, strength=0.5, device="cpu", ...). For Photo in and
     Photo out, or a private plugin registry, use `Pipeline(ProcessOptions(...), registry).process`.
     """
-    from photosr.io import photo_from_pil, photo_to_pil
-
     pipeline = _cached_pipeline(ProcessOptions.from_kwargs(tasks=tasks, **options))
     photo = image if isinstance(image, Photo) else photo_from_pil(image)
     return photo_to_pil(pipeline.process(photo))

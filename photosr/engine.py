@@ -46,6 +46,16 @@ DEFAULT_OVERLAP = 16
 # Tiles per session call. On CPU, one big tile already keeps every core busy and batching only adds
 # memory (benchmarks/tiling.py measured no gain), so tiles go one at a time unless a caller asks.
 DEFAULT_BATCH = 1
+# Smallest tile side the out-of-memory retry goes down to; below this seams dominate the work.
+MIN_TILE = 64
+# How ONNX Runtime words allocation failures (CPU arena, CUDA, std::bad_alloc).
+_OOM_MARKERS = (
+    "out of memory",
+    "failed to allocate",
+    "bad_alloc",
+    "bad allocation",
+    "cudaerrormemoryallocation",
+)
 
 
 @dataclass(frozen=True)
@@ -143,7 +153,9 @@ class ModelSession:
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.options.threads
-        opts.log_severity_level = 3  # errors only: ORT's warnings would go straight to stderr
+        opts.log_severity_level = (
+            4  # fatal only: ORT logs straight to stderr; its errors reach us as exceptions
+        )
         try:
             session = ort.InferenceSession(str(self.model_path), sess_options=opts, providers=self.providers)
         except Exception as err:  # ORT raises its own pybind error types
@@ -294,11 +306,34 @@ def run_tiled(
 
     `tile` is the tile side in input pixels (0 = `auto_tile_size`), rounded up to `multiple`; `overlap`
     is in input pixels; `batch` tiles go through the model per call. An image no larger than a tile runs
-    in one go. Raises EngineError if the model's output is not `scale` times its input.
+    in one go. If the model runs out of memory, the tile side is halved (down to MIN_TILE) and the photo
+    is run again - logged as a warning. Raises EngineError if the model fails otherwise or its output is
+    not `scale` times its input.
     """
     _check_tiling_args(image, scale, tile, overlap, multiple)
     tile = _round_up(tile or auto_tile_size(scale, multiple), multiple)
-    _check_tile(tile, overlap, multiple)
+    while True:
+        _check_tile(tile, overlap, multiple)
+        try:
+            return _run_grid(session, image, scale, tile, overlap, multiple, batch)
+        except EngineError as err:
+            smaller = _round_up(tile // 2, multiple)
+            if not _is_out_of_memory(err) or smaller < max(MIN_TILE, overlap + multiple):
+                raise
+            reason = err.reason
+        # Outside the except block, so the failed attempt's output array is already freed.
+        logger.warning("out of memory with tile %d (%s); retrying with tile %d", tile, reason, smaller)
+        tile = smaller
+
+
+def _is_out_of_memory(err: EngineError) -> bool:
+    text = str(err).lower()
+    return any(marker in text for marker in _OOM_MARKERS)
+
+
+def _run_grid(
+    session: SupportsRun, image: np.ndarray, scale: int, tile: int, overlap: int, multiple: int, batch: int
+) -> np.ndarray:
     height, width = image.shape[:2]
     padded = _pad_to_multiple(image, multiple)
     grid = _make_grid(padded.shape[0], padded.shape[1], tile, overlap, multiple, scale)
@@ -381,6 +416,7 @@ def estimate_tiles(
 
 __all__ = [
     "DEFAULT_OVERLAP",
+    "MIN_TILE",
     "EngineOptions",
     "ModelSession",
     "auto_tile_size",

@@ -347,3 +347,42 @@ def test_inference_error_names_the_path(models):
 def test_run_needs_nchw(models):
     with pytest.raises(EngineError, match="NCHW"):
         ModelSession(models["identity"], CPU_ONLY).run(np.zeros((3, 4, 4), np.float32))
+
+
+# --- out-of-memory retry ----------------------------------------------------------------------------------
+
+
+class OomAboveSession(FakeSession):
+    """Fails like ONNX Runtime does when a tile side exceeds `limit`."""
+
+    def __init__(self, limit: int, message: str = "Failed to allocate memory for requested buffer"):
+        super().__init__()
+        self.limit, self.message, self.sides = limit, message, []
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        self.sides.append(batch.shape[2])
+        if max(batch.shape[2:]) > self.limit:
+            raise EngineError(self.message, "model.onnx")
+        return super().run(batch)
+
+
+def test_out_of_memory_halves_the_tile(caplog):
+    fake = OomAboveSession(limit=100)
+    image = _image(300, 300)
+    with caplog.at_level(logging.WARNING, logger="photosr.engine"):
+        out = run_tiled(fake, image, scale=1, tile=256, overlap=8)
+    np.testing.assert_allclose(out, image, atol=1e-6)
+    assert fake.sides[0] == 256 and fake.sides[1] == 128 and fake.sides[-1] == 64
+    assert [r.message for r in caplog.records if "retrying with tile 128" in r.message]
+
+
+def test_out_of_memory_gives_up_at_the_minimum_tile():
+    with pytest.raises(EngineError, match="allocate"):
+        run_tiled(OomAboveSession(limit=10), _image(300, 300), scale=1, tile=256, overlap=8)
+
+
+def test_other_errors_are_not_retried():
+    fake = OomAboveSession(limit=10, message="Invalid rank for input")
+    with pytest.raises(EngineError, match="Invalid rank"):
+        run_tiled(fake, _image(300, 300), scale=1, tile=256, overlap=8)
+    assert fake.sides == [256]

@@ -81,8 +81,19 @@ def child(config: str, inputs: Path, out: Path, plugin: Path, threads: int) -> N
         if report["summary"]["failed"]:
             raise SystemExit(f"{config}: failures: {[f['error'] for f in report['files'] if f['error']]}")
         seconds = [f["seconds"] for f in report["files"]]
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-    print(json.dumps({"seconds": seconds, "rss_mb": rss_mb}))
+    print(json.dumps({"seconds": seconds, "rss_mb": peak_rss_mb()}))
+
+
+def peak_rss_mb() -> float:
+    """This process's peak RSS. VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork and exec, so a
+    child started by a big parent would report the parent's peak."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux, bytes on macOS
 
 
 def run_config(config: str, inputs: Path, work: Path, plugin: Path, threads: int) -> dict:

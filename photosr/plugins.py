@@ -320,6 +320,7 @@ class PluginRegistry:
         self._lock = threading.Lock()
         self.broken: list[tuple[Path, PhotosrError]] = []
         self.shadowed: list[tuple[Path, Plugin]] = []  # (folder not used, the plugin that won)
+        self.searched: list[tuple[Path, str]] = []  # (folder, source) that discovery looked in
         self.add(*plugins)
 
     def add(self, *plugins: Plugin) -> None:
@@ -382,6 +383,7 @@ class PluginRegistry:
     def discover(self, folder: str | Path, source: str) -> None:
         """Add the plugin at `folder`, or every plugin folder inside it; problems go to `broken`."""
         folder = Path(folder).expanduser()
+        self.searched.append((folder, source))
         if not folder.is_dir():
             self.broken.append((folder, PluginError(f"plugin folder does not exist ({source})", folder)))
             return
@@ -469,6 +471,8 @@ def build_default_registry() -> PluginRegistry:
     user = user_plugin_dir()
     if user.is_dir():
         registry.discover(user, "user")
+    else:
+        registry.searched.append((user, "user"))  # listed so people know where to put plugins
     for path, source in list(_entry_point_folders(registry)):
         registry.discover(path, source)
     bundled = bundled_plugin_dir()

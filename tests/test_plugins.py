@@ -366,9 +366,10 @@ def test_cli_list_json(shelf):
     assert data["broken"][0]["path"] == str(shelf / "broken")
 
 
-def test_cli_list_empty():
+def test_cli_list_empty_says_where_it_looked():
     result = _cli("list")
     assert result.exit_code == 0 and "no plugins installed" in result.output
+    assert f"searched: {plugins_mod.user_plugin_dir()} (user)" in result.output
 
 
 def test_cli_show(shelf):

@@ -18,7 +18,13 @@ def _registry():
 
 @click.group()
 def plugins() -> None:
-    """List, show and verify installed plugins."""
+    """List, show and verify installed plugins.
+
+    Plugins are folders (photosr.toml + model.onnx + README.md) found in, first match of a name wins:
+    the folders in PHOTOSR_PLUGIN_PATH, the per-user plugin folder, packages registering the
+    'photosr.plugins' entry point, and the plugins bundled with photosr. `photosr plugins list` shows
+    where it looked when nothing is installed.
+    """
 
 
 @plugins.command("list")
@@ -39,10 +45,15 @@ def list_plugins(as_json: bool) -> None:
     ]
     broken = [{"path": str(path), "error": str(err)} for path, err in registry.broken]
     shadowed = [{"path": str(path), "used": str(p.folder), "name": p.name} for path, p in registry.shadowed]
+    searched = [{"path": str(path), "source": source} for path, source in registry.searched]
     if as_json:
-        click.echo(json.dumps({"plugins": rows, "broken": broken, "shadowed": shadowed}, indent=2))
+        document = {"plugins": rows, "broken": broken, "shadowed": shadowed, "searched": searched}
+        click.echo(json.dumps(document, indent=2))
         return
     _print_table(rows)
+    if not rows:
+        for item in searched:
+            click.echo(f"searched: {item['path']} ({item['source']})")
     for item in shadowed:
         click.echo(f"shadowed: {item['path']} (name {item['name']!r} already from {item['used']})")
     for item in broken:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import tree_hashes, write_image
@@ -250,3 +251,67 @@ def test_without_json_stdout_is_empty_and_summary_goes_to_stderr(
     result = _run("--task", "normalize", photos, "-o", tmp_path / "out")
     assert result.exit_code == 0 and result.stdout == ""
     assert "2 ok, 0 skipped, 0 failed" in result.stderr
+
+
+def test_max_pixels_refuses_big_images_per_file(use_registry, photos: Path, tmp_path: Path) -> None:
+    result = _run("--task", "normalize", photos, "-o", tmp_path / "out", "--max-pixels", "100", "--json")
+    doc = _json(result)
+    assert result.exit_code == 1 and doc["summary"]["failed"] == 2
+    assert all("a.jpg" in f["error"] or "b.png" in f["error"] for f in doc["files"])
+
+
+def test_metadata_kept_by_default_and_stripped_on_request(use_registry, tmp_path: Path) -> None:
+    src = tmp_path / "in" / "cam.jpg"
+    exif = Image.Exif()
+    exif[0x010F] = "TestCam"  # Make
+    write_image(src, quality=90, exif=exif.tobytes())
+    assert _run("--task", "normalize", src, "-o", tmp_path / "kept", "-q").exit_code == 0
+    assert Image.open(tmp_path / "kept/cam.jpg").getexif().get(0x010F) == "TestCam"
+    assert _run("--task", "normalize", src, "-o", tmp_path / "bare", "-q", "--strip-metadata").exit_code == 0
+    assert 0x010F not in Image.open(tmp_path / "bare/cam.jpg").getexif()
+
+
+def test_colorize_grey_png_adds_colour_and_keeps_tone(use_registry, tmp_path: Path) -> None:
+    src = write_image(tmp_path / "in" / "old.png", 30, 40, mode="L")
+    result = _run("--task", "colorize", src, "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.stderr
+    out = Image.open(tmp_path / "out/old.png")
+    assert out.mode == "RGB" and out.size == (40, 30)
+    grey_in = np.asarray(Image.open(src), dtype=np.float32)
+    grey_out = np.asarray(out.convert("L"), dtype=np.float32)  # Pillow's L is BT.601 luminance too
+    assert np.abs(grey_out - grey_in).max() <= 1.0
+    rgb = np.asarray(out, dtype=np.int16)
+    assert np.abs(rgb[..., 0] - rgb[..., 2]).mean() > 3  # colour was added
+
+
+def test_failure_line_format_on_stderr(use_registry, tmp_path: Path) -> None:
+    bad = tmp_path / "in" / "broken.jpg"
+    bad.parent.mkdir()
+    bad.write_bytes(b"\xff\xd8\xff not really")
+    result = _run("--task", "normalize", bad, "-o", tmp_path / "out", "--quiet")
+    assert result.exit_code == 1
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"photosr: {bad}: ") and len(line) > len(f"photosr: {bad}: ")
+
+
+def test_progress_bar_only_on_a_terminal(monkeypatch) -> None:
+    import io
+    import sys
+
+    from photosr.cli import run as run_module
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    for stream, shown in ((Terminal(), True), (io.StringIO(), False)):
+        monkeypatch.setattr(sys, "stderr", stream)
+        with run_module._progress(3, enabled=True) as advance:
+            for _ in range(3):
+                advance()
+        assert ("3/3" in stream.getvalue()) is shown
+    quiet = Terminal()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    with run_module._progress(3, enabled=False) as advance:
+        advance()
+    assert quiet.getvalue() == ""

@@ -107,9 +107,11 @@ class Daemon:
 
     # --- lifecycle --------------------------------------------------------------------------------------
 
-    def request_stop(self) -> None:
-        """Stop taking new files; `run()` then finishes or abandons the current ones and returns."""
+    def request_stop(self, *, now: bool = False) -> None:
+        """Stop taking new files; `run()` gives current ones `grace` seconds (none if `now`), then returns."""
         self._stop.set()
+        if now:
+            self._abort.set()
 
     def run(self) -> None:
         """Run until `request_stop()`. Raises UsageError/WorkerStartError before any file is touched."""

@@ -70,6 +70,20 @@ def identity_model(channels: int = 3) -> onnx.ModelProto:
     return _finish([node], [], channels, channels, "identity")
 
 
+def float16_identity_model(channels: int = 3) -> onnx.ModelProto:
+    """Identity with float16 input and output (half-precision exports exist in the wild)."""
+    node = helper.make_node("Identity", ["input"], ["output"])
+    io = [
+        helper.make_tensor_value_info(n, TensorProto.FLOAT16, ["N", channels, "H", "W"])
+        for n in ("input", "output")
+    ]
+    graph = helper.make_graph([node], "identity_fp16", [io[0]], [io[1]])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model)
+    return model
+
+
 def nearest_upscale_model(scale: int = 2, channels: int = 3) -> onnx.ModelProto:
     """Each input pixel becomes a scale x scale block (scale 1 is an identity)."""
     if scale == 1:
@@ -234,6 +248,7 @@ __all__ = [
     "OPSET",
     "conv_model",
     "default_model_for",
+    "float16_identity_model",
     "identity_model",
     "manifest_text",
     "nearest_upscale_model",

@@ -10,7 +10,14 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
-from onnx_models import conv_model, identity_model, nearest_upscale_model, save_model, size_multiple_model
+from onnx_models import (
+    conv_model,
+    float16_identity_model,
+    identity_model,
+    nearest_upscale_model,
+    save_model,
+    size_multiple_model,
+)
 
 from photosr import engine
 from photosr.engine import (
@@ -342,6 +349,14 @@ def test_inference_error_names_the_path(models):
     session = ModelSession(models["conv1"], CPU_ONLY)
     with pytest.raises(EngineError, match=r"conv1\.onnx: inference failed"):
         session.run(np.zeros((1, 5, 8, 8), np.float32))  # 5 channels into a 3-channel model
+
+
+def test_float16_model_gets_half_input_and_gives_float32(tmp_path):
+    session = ModelSession(save_model(float16_identity_model(), tmp_path / "half.onnx"), CPU_ONLY)
+    image = _image(12, 10)
+    out = run_tiled(session, image, scale=1, tile=8, overlap=2)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, image, atol=1e-3)  # float16 keeps ~3 decimal digits
 
 
 def test_run_needs_nchw(models):

@@ -309,3 +309,20 @@ def test_module_process_file_and_reexports(use_registry, tmp_path: Path) -> None
     assert photosr.process is process and photosr.process_file is process_file
     for name in photosr.__all__:
         assert getattr(photosr, name) is not None
+
+
+def test_module_process_accepts_a_photo(use_registry) -> None:
+    out = process(_photo(alpha=True), tasks=("upscale",), scale=2)
+    assert isinstance(out, Image.Image) and out.mode == "RGBA" and out.size == (32, 24)
+
+
+def test_importing_the_runtime_loads_neither_torch_nor_onnxruntime() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, photosr, photosr.pipeline, photosr.cli.run; photosr.Pipeline; "
+        "print(sorted(m for m in ('torch', 'onnxruntime') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -184,3 +184,15 @@ def test_build_task_by_name_takes_only_its_settings() -> None:
     assert build_task("restore", strength=None) == RestoreTask()
     with pytest.raises(UsageError, match="unknown task 'sharpen'"):
         build_task("sharpen")
+
+
+def test_results_are_clipped_and_inputs_never_modified() -> None:
+    photo = _photo()
+    before = photo.rgb.copy()
+    out = RestoreTask().apply(photo, lambda rgb: rgb * 3 - 1)
+    assert out.rgb.min() == 0.0 and out.rgb.max() == 1.0 and out.rgb.dtype == np.float32
+    read_only = RestoreTask().apply(photo, lambda rgb: np.broadcast_to(np.float32(2), rgb.shape))
+    assert (read_only.rgb == 1.0).all()
+    same = RestoreTask().apply(photo, lambda rgb: rgb)
+    np.testing.assert_array_equal(photo.rgb, before)
+    np.testing.assert_array_equal(same.rgb, before)

@@ -286,7 +286,6 @@ class Pipeline:
         load_kwargs = {} if self.options.max_pixels is None else {"max_pixels": self.options.max_pixels}
         photo = load_photo(src, **load_kwargs)
         result, masks = self._process(photo)
-        dst.parent.mkdir(parents=True, exist_ok=True)
         written = save_photo(
             result,
             dst,

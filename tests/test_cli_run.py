@@ -315,3 +315,12 @@ def test_progress_bar_only_on_a_terminal(monkeypatch) -> None:
     with run_module._progress(3, enabled=False) as advance:
         advance()
     assert quiet.getvalue() == ""
+
+
+def test_corrupt_plugin_stops_the_run_before_any_file(use_registry, photos: Path, tmp_path: Path) -> None:
+    from onnx_models import write_plugin
+
+    folder = write_plugin(tmp_path / "broken-restore", task="restore", scale=1, sha256="f" * 64)
+    result = _run("--plugin", folder, photos, "-o", tmp_path / "out", "--json")
+    assert result.exit_code == 1 and "sha256 mismatch" in result.stderr
+    assert result.stdout == "" and not (tmp_path / "out").exists()

@@ -82,14 +82,14 @@ def load_photo(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS)
     """Read an image file into a `Photo`: upright, sRGB, float32 0..1, alpha apart, provenance recorded.
 
     Raises `ImageReadError` (missing, unreadable, not an image, truncated, unsupported) or
-    `ImageTooLargeError` when the image has more than `max_pixels` pixels (None = no limit).
+    `ImageTooLargeError` when the image has more than `max_pixels` pixels (None or 0 = no limit).
     """
     path = Path(path)
     _check_readable(path)
     _prepare_heif(path)
-    with _open_image(path, max_pixels) as img:
+    with _open_image(path) as img:
         w, h = img.size
-        if max_pixels is not None and w * h > max_pixels:
+        if max_pixels and w * h > max_pixels:
             raise ImageTooLargeError(
                 f"{w}x{h} = {w * h / 1e6:.1f} MP is above the {max_pixels / 1e6:.1f} MP limit "
                 "(raise it with max_pixels=... / --max-pixels, or None / 0 for no limit)",
@@ -109,9 +109,9 @@ def _check_readable(path: Path) -> None:
 
 
 @contextmanager
-def _open_image(path: Path, max_pixels: int | None) -> Iterator[ImageFile.ImageFile]:
+def _open_image(path: Path) -> Iterator[ImageFile.ImageFile]:
     try:
-        img = _pillow_open(path, max_pixels)
+        img = _pillow_open(path)
     except UnidentifiedImageError as err:
         raise ImageReadError(f"not an image format photosr can read ({_sniff(path)})", path) from err
     except PermissionError as err:
@@ -124,15 +124,13 @@ def _open_image(path: Path, max_pixels: int | None) -> Iterator[ImageFile.ImageF
         img.close()
 
 
-def _pillow_open(path: Path, max_pixels: int | None) -> ImageFile.ImageFile:
+def _pillow_open(path: Path) -> ImageFile.ImageFile:
     try:
         return Image.open(path)
     except Image.DecompressionBombError:
-        limit = Image.MAX_IMAGE_PIXELS
-        if max_pixels is not None and limit is not None and max_pixels <= 2 * limit:
-            raise
-    # Our limit allows more than Pillow's: lift Pillow's (process-wide) limit just for this header
-    # parse; the caller checks `max_pixels` on the returned size before decoding anything.
+        pass
+    # photosr applies its own `max_pixels` to the size read here, before decoding: lift Pillow's
+    # (process-wide) limit just for this header parse, under a lock so only one thread does it at a time.
     with _PILLOW_LIMIT_LOCK:
         saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
         try:

@@ -218,18 +218,22 @@ class Pipeline:
         raise UsageError(f"no plugin for task {task!r}{at}; installed: {installed or 'none'}")
 
     def _runner_for(self, plugin: Any, task: Task) -> ModelRunner:
-        from photosr.engine import EngineOptions, resolve_tiling
+        from photosr.engine import EngineOptions
 
         o = self.options
-        engine = EngineOptions(
-            device=o.device, threads=o.threads, tile=o.tile or 0, tile_overlap=o.tile_overlap
-        )
         key = Path(plugin.folder).resolve()
         if key not in self._sessions:
-            # Lazy: the hash check and session creation happen on the first photo, once per batch.
-            self._sessions[key] = plugin.session(engine)
+            # Lazy: the session is created on the first photo and shared by every step using the plugin.
+            self._sessions[key] = plugin.session(EngineOptions(device=o.device, threads=o.threads))
         model = plugin.manifest.model
-        tile, overlap = resolve_tiling(engine, plugin_tile=model.tile, plugin_overlap=model.tile_overlap)
+        # None = the plugin's default; an explicit 0 = automatic (not the plugin's tile).
+        tile = model.tile if o.tile is None else o.tile
+        overlap = model.tile_overlap if o.tile_overlap is None else o.tile_overlap
+        if tile and tile - overlap < model.size_multiple:
+            raise UsageError(
+                f"tile {tile} must exceed the overlap {overlap} by at least {model.size_multiple} "
+                f"for plugin {plugin.name!r}"
+            )
         # Colorize at a render size sees the whole (small) photo at once: colour needs global context.
         whole = isinstance(task, ColorizeTask) and task.render_size > 0
         return ModelRunner(

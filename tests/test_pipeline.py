@@ -206,6 +206,18 @@ def test_user_tile_overrides_plugin_default(registry) -> None:
     o = ProcessOptions(tasks=("upscale",), scale=4, tile=64, tile_overlap=4)
     runner = Pipeline(o, registry).steps[0].runner
     assert (runner.tile, runner.overlap) == (64, 4)
+    assert Pipeline(ProcessOptions(tasks=("upscale",), scale=4, tile=0), registry).steps[0].runner.tile == 0
+    with pytest.raises(UsageError, match="must exceed the overlap"):
+        Pipeline(ProcessOptions(tasks=("upscale",), scale=4, tile=16, tile_overlap=16), registry)
+
+
+def test_tiled_run_matches_whole_run(registry) -> None:
+    photo = _photo(40, 52)
+    whole = Pipeline(ProcessOptions(plugins=("restore-conv",), tile=0), registry).process(photo)
+    tiled = Pipeline(ProcessOptions(plugins=("restore-conv",), tile=16, tile_overlap=8), registry).process(
+        photo
+    )
+    np.testing.assert_allclose(tiled.rgb, whole.rgb, atol=1e-5)
 
 
 # --- files -----------------------------------------------------------------------------------------------

@@ -101,6 +101,8 @@ def test_skip_dirs_keeps_output_folder_out_of_discovery(tree: Path) -> None:
         (".DS_Store", True),
         ("IMG_1.JPG.part", True),
         ("IMG_1.jpg~", True),
+        (".IMG_1.JPG.1a2b3c4d.photosr-tmp", True),  # io.save_photo's temp name
+        ("IMG_1.JPG.photosr-tmp", True),
         ("IMG_1.JPG", False),
         ("my.photo.png", False),
     ],

@@ -88,6 +88,8 @@ def _option_problems(o: ProcessOptions) -> Iterable[str]:
     for task in o.tasks:
         if task not in TASKS:
             yield f"unknown task {task!r}; choose one of {', '.join(TASKS)}"
+    if o.scale is not None and o.tasks and "upscale" not in o.tasks:
+        yield "scale picks the upscale plugin, but upscale is not among the tasks (use outscale to resize)"
     checks = [
         (o.format in FORMATS, f"format must be one of {', '.join(FORMATS)}, got {o.format!r}"),
         (

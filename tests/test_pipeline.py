@@ -43,7 +43,8 @@ def test_options_normalise_and_stay_hashable() -> None:
     [
         ({"tasks": ("sharpen",)}, "unknown task 'sharpen'"),
         ({"format": "gif"}, "format must be one of"),
-        ({"scale": 0}, "scale must be"),
+        ({"tasks": ("upscale",), "scale": 0}, "scale must be"),
+        ({"tasks": ("restore",), "scale": 2}, "upscale is not among the tasks"),
         ({"outscale": -1.0}, "outscale must be > 0"),
         ({"max_size": 0}, "max size"),
         ({"quality": 101}, "quality"),

@@ -117,8 +117,8 @@ def run(
             keep_source_profile=settings.pop("keep_profile"),
             **settings,
         )
+        pipeline = Pipeline(options)  # plugins first: a bad name should not wait for a big folder walk
         jobs = discover(inputs, recursive=recursive, include=include, exclude=exclude, skip_dirs=[out_dir])
-        pipeline = Pipeline(options)
     except (UsageError, PluginNotFoundError) as err:
         raise click.UsageError(str(err)) from err
     except PhotosrError as err:
@@ -127,16 +127,24 @@ def run(
     if not planned and not quiet:
         click.echo(f"photosr: no photos found in {', '.join(map(str, inputs))}", err=True)
     start = time.perf_counter()
+    results = _process_all(pipeline, planned, show_progress=not (as_json or quiet))
+    _report(results, time.perf_counter() - start, as_json=as_json, quiet=quiet)
+    sys.exit(1 if any(r.status == "failed" for r in results) else 0)
+
+
+def _process_all(
+    pipeline: Pipeline, planned: Sequence[PlannedOutput], *, show_progress: bool
+) -> list[FileResult]:
+    """Every planned file in order; each failure gets its stderr line as it happens."""
     results = []
-    with _progress(len(planned), enabled=not (as_json or quiet)) as advance:
+    with _progress(len(planned), enabled=show_progress) as advance:
         for plan in planned:
             result = _run_one(pipeline, plan)
             if result.status == "failed":
                 click.echo(f"photosr: {_failure_line(result)}", err=True)
             results.append(result)
             advance()
-    _report(results, time.perf_counter() - start, as_json=as_json, quiet=quiet)
-    sys.exit(1 if any(r.status == "failed" for r in results) else 0)
+    return results
 
 
 def _run_one(pipeline: Pipeline, plan: PlannedOutput) -> FileResult:

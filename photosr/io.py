@@ -9,9 +9,9 @@ colour profile, written atomically.
 16-bit colour: Pillow has no 16-bit RGB mode and decodes 16-bit RGB(A) PNG/TIFF to 8 bits by keeping the
 high byte of each sample. We decode such files a second time with the byte order of the raw mode swapped
 (`RGB;16B` -> `RGB;16L`), which makes Pillow's own unpacker keep the *low* bytes, and join the two; the PNG
-filters and TIFF decompression still run in Pillow's C code. Writing 16-bit colour uses `photosr._png16`
-style writers in this module (PNG chunks via zlib + struct, TIFF via a baseline IFD), because Pillow
-cannot write it either.
+filters and TIFF decompression still run in Pillow's C code. Pillow cannot write 16-bit colour either, so
+all 16-bit output goes through two small writers at the end of this module (PNG chunks via zlib +
+struct, a baseline Deflate TIFF).
 """
 
 from __future__ import annotations
@@ -716,7 +716,8 @@ def photo_to_pil(photo: Photo, *, grey: bool | None = None, bit_depth: int = 8) 
             raise ImageWriteError(
                 "Pillow has no 16-bit colour or grey+alpha mode; use save_photo", photo.info.path
             )
-        return Image.fromarray(_quantize(planes, 16), mode="I;16")
+        deep = _quantize(planes, 16).astype("<u2", copy=False)
+        return Image.frombytes("I;16", photo.size, deep.tobytes())
     data = _quantize(planes, 8)
     if photo.alpha is None:
         return Image.fromarray(data, mode="L" if grey else "RGB")
@@ -883,8 +884,8 @@ def _pil_save(f: BinaryIO, img: Image.Image, fmt: str, quality: int, icc: bytes 
         info = PngImagePlugin.PngInfo()
         info.add_itxt("XML:com.adobe.xmp", meta.xmp.decode("utf-8", "replace"))
         kw["pnginfo"] = info
-    if fmt == "TIFF":
-        kw["compression"] = "tiff_adobe_deflate"
+    # TIFF stays uncompressed (Pillow's default): compression goes through libtiff, which cannot write
+    # the EXIF and GPS sub-IFDs, and keeping date and place matters more than file size.
     img.save(f, format=fmt, **kw)
 
 

@@ -11,6 +11,7 @@ import torch or onnxruntime.
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from photosr.errors import (
@@ -48,6 +49,11 @@ if TYPE_CHECKING:
     from photosr.plugins import PluginRegistry, default_registry
 
 
+def example_photo() -> Path:
+    """The bundled example: a JPEG (quality 60) stored sideways with EXIF orientation 6 - try restore on it."""
+    return Path(__file__).resolve().parent / "examples" / "washington-monument.jpg"
+
+
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
@@ -80,6 +86,7 @@ __all__ = [
     "UsageError",
     "default_registry",
     "discover",
+    "example_photo",
     "load_photo",
     "process",
     "process_file",

@@ -339,3 +339,12 @@ def test_importing_the_runtime_loads_neither_torch_nor_onnxruntime() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_example_photo_is_bundled_sideways_and_loads_upright() -> None:
+    path = photosr.example_photo()
+    assert path.is_file() and path.stat().st_size < 150_000
+    with Image.open(path) as raw:
+        assert raw.getexif().get(0x0112) == 6 and raw.size[0] < raw.size[1]  # stored rotated
+    photo = photosr.load_photo(path)
+    assert photo.size == (640, 481) and photo.info.orientation == 6

@@ -67,6 +67,14 @@ def env(tmp_path):
     return {**os.environ, "XDG_STATE_HOME": str(tmp_path / "xdg"), "PYTHONUNBUFFERED": "1"}
 
 
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            return handle.read().split(") ")[1][0] != "Z"  # a zombie has exited
+    except OSError:
+        return False
+
+
 def start(env: dict, *args: str, log: Path) -> subprocess.Popen:
     command = [sys.executable, "-m", "photosr", "watch", *args]
     handle = log.open("ab")
@@ -153,6 +161,11 @@ def test_sigkill_mid_batch_then_restart_gives_exactly_one_output_each(tmp_path, 
         if daemon.poll() is None:
             daemon.kill()
     done_before = len(outputs(out))
+    # The workers die with the daemon (none left writing files behind the restarted one).
+    started = next(line for line in (tmp_path / "log1.txt").read_text().splitlines() if " started " in line)
+    worker_pids = [int(pid) for pid in started.split("workers=")[1].split()[0].split(",")]
+    assert len(worker_pids) == 2
+    wait_for(lambda: not any(_alive(pid) for pid in worker_pids), timeout=5, what="orphan workers to die")
     assert done_before < len(names), "the batch finished before the kill; make it bigger"
     daemon = start(env, *args, log=tmp_path / "log2.txt")
     try:

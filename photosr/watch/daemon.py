@@ -99,6 +99,7 @@ class Daemon:
         self._tracker = StabilityTracker(config.settle)
         self._queue: queue.Queue[_Job] = queue.Queue(maxsize=config.max_queued)
         self._folders: queue.SimpleQueue[Path] = queue.SimpleQueue()  # new folders to scan
+        self._room = threading.Event()  # a dispatcher took a job: the scanner may refill the queue
         self._in_flight: set[str] = set()
         self._flight_lock = threading.Lock()
         self._ledger: Ledger | None = None
@@ -110,6 +111,7 @@ class Daemon:
     def request_stop(self, *, now: bool = False) -> None:
         """Stop taking new files; `run()` gives current ones `grace` seconds (none if `now`), then returns."""
         self._stop.set()
+        self._room.set()
         if now:
             self._abort.set()
 
@@ -159,9 +161,8 @@ class Daemon:
         ]
         for thread in threads:
             thread.start()
-        self._event(
-            "started", input=str(self._in), output=str(self._out), workers=len(workers), pid=os.getpid()
-        )
+        pids = ",".join(str(w.pid) for w in workers)
+        self._event("started", input=str(self._in), output=str(self._out), pid=os.getpid(), workers=pids)
         try:
             while not self._stop.wait(0.2):
                 pass
@@ -279,7 +280,10 @@ class Daemon:
             self.ready.set()
             tick = min(0.5, max(0.02, self.config.settle / 4))
             next_rescan = time.monotonic() + (self.config.rescan or float("inf"))
-            while not self._stop.wait(tick):
+            while not self._stop.is_set():
+                # Wake on the tick (stability checks) or as soon as a worker frees a queue slot.
+                self._room.wait(tick)
+                self._room.clear()
                 while not self._folders.empty():
                     self._scan(self._folders.get())
                 self._promote()
@@ -350,6 +354,7 @@ class Daemon:
                 job = self._queue.get(timeout=0.1)
             except queue.Empty:
                 continue
+            self._room.set()
             if self._stop.is_set():  # stopping: a file not started stays pending for the next run
                 self._release(job)
                 return

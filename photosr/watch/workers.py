@@ -175,9 +175,10 @@ class Worker:
             return Outcome("crashed", f"{src}: the worker process died ({reason})", time.monotonic() - start)
 
     def kill(self) -> None:
-        if self._proc is not None and self._proc.is_alive():
+        started = self._proc is not None and self._proc.pid is not None
+        if started and self._proc.is_alive():
             self._proc.kill()
-        if self._proc is not None:
+        if started:
             self._proc.join(5)
         if self._conn is not None:
             self._conn.close()

@@ -59,33 +59,62 @@ def resize_plane(
 
 
 def fill_transparent(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """RGB with the colour under fully transparent pixels replaced by that of the nearest visible ones.
+    """RGB with the colour under fully transparent pixels replaced by that of nearby visible ones.
 
     Transparent pixels often hold black (or garbage); a model looking across an edge would pull that
-    into the visible side as a dark fringe. Filling from neighbours (push-pull: average down a pyramid,
-    fill holes coming back up) keeps edges clean and, unlike premultiplying, never divides by a tiny alpha.
+    into the visible side as a dark fringe. Filling from neighbours (push-pull: alpha-weighted averages
+    down a pyramid, holes filled from the bilinear-upsampled coarser level coming back up) keeps edges
+    clean and, unlike premultiplying, never divides by a tiny alpha. Visible pixels are returned as is.
+
+    The pyramid starts at 1/4 size (Pillow's C box reduction), so a 12-MP photo fills in about a second.
     """
     known = alpha > 0
     if known.all() or not known.any():
         return rgb
-    filled = _push_pull(rgb.astype(np.float32), np.where(known, alpha, 0).astype(np.float32))
-    return np.where(known[..., None], rgb, filled).astype(np.float32)
+    h, w = known.shape
+    factor = _FILL_FACTOR if min(h, w) >= 2 * _FILL_FACTOR else 1
+    weight = np.maximum(alpha, np.float32(0)).astype(np.float32, copy=False)
+    small_rgb, small_w = _reduce(np.asarray(rgb, dtype=np.float32), weight, factor)
+    coarse = _push_pull(small_rgb, small_w)
+    up = _upsample(coarse, factor, (h, w)) if factor > 1 else coarse
+    out = np.array(rgb, dtype=np.float32, copy=True)
+    np.copyto(out, up, where=~known[..., None])
+    return out
+
+
+_FILL_FACTOR = 4
+
+
+def _reduce(rgb: np.ndarray, weight: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """Alpha-weighted box means at 1/factor size, and the mean weight (0 where nothing is visible)."""
+    small_w = _box(weight, factor)
+    planes = [_box(rgb[..., c] * weight, factor) for c in range(3)]
+    small = np.stack(planes, axis=2) / np.maximum(small_w, np.float32(1e-12))[..., None]
+    return small.astype(np.float32, copy=False), small_w
+
+
+def _box(plane: np.ndarray, factor: int) -> np.ndarray:
+    # Image.reduce averages factor x factor blocks; a partial last block averages what it has.
+    image = Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32), mode="F")
+    return np.asarray(image.reduce(factor), dtype=np.float32)
+
+
+def _upsample(coarse: np.ndarray, factor: int, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear x`factor` on the block grid of `_box`, cropped to `shape` (h, w)."""
+    ch, cw = coarse.shape[:2]
+    size = (cw * factor, ch * factor)
+    planes = [resize_plane(coarse[..., c], size, Image.Resampling.BILINEAR) for c in range(3)]
+    return np.stack(planes, axis=2)[: shape[0], : shape[1]]
 
 
 def _push_pull(rgb: np.ndarray, weight: np.ndarray) -> np.ndarray:
-    h, w = weight.shape
-    if h == 1 and w == 1 or not (weight == 0).any():
+    holes = weight == 0
+    if not holes.any() or weight.shape == (1, 1):
         return rgb
-    # Pad to even sizes with zero weight so 2x2 blocks tile the image exactly.
-    ph, pw = h % 2, w % 2
-    rgb_p = np.pad(rgb * weight[..., None], ((0, ph), (0, pw), (0, 0)))
-    weight_p = np.pad(weight, ((0, ph), (0, pw)))
-    sums = rgb_p.reshape(rgb_p.shape[0] // 2, 2, rgb_p.shape[1] // 2, 2, 3).sum(axis=(1, 3))
-    small_w = weight_p.reshape(weight_p.shape[0] // 2, 2, weight_p.shape[1] // 2, 2).sum(axis=(1, 3))
-    small_rgb = sums / np.maximum(small_w, 1e-12)[..., None]
-    coarse = _push_pull(small_rgb, small_w)
-    up = coarse.repeat(2, axis=0).repeat(2, axis=1)[:h, :w]
-    return np.where((weight > 0)[..., None], rgb, up)
+    coarse = _push_pull(*_reduce(rgb, weight, 2))
+    out = rgb.copy()
+    np.copyto(out, _upsample(coarse, 2, weight.shape), where=holes[..., None])
+    return out
 
 
 def _clipped(out: np.ndarray, rgb: np.ndarray) -> np.ndarray:

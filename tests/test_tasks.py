@@ -196,3 +196,25 @@ def test_results_are_clipped_and_inputs_never_modified() -> None:
     same = RestoreTask().apply(photo, lambda rgb: rgb)
     np.testing.assert_array_equal(photo.rgb, before)
     np.testing.assert_array_equal(same.rgb, before)
+
+
+@pytest.mark.parametrize("h, w", [(13, 17), (9, 31), (64, 40)])
+def test_fill_takes_the_colour_of_the_nearer_side(h: int, w: int) -> None:
+    rgb = np.zeros((h, w, 3), dtype=np.float32)
+    alpha = np.zeros((h, w), dtype=np.float32)
+    rgb[:, 0] = (0.0, 0.0, 1.0)  # a blue column on the left, a red one on the right, black between
+    rgb[:, -1] = (1.0, 0.0, 0.0)
+    alpha[:, 0] = alpha[:, -1] = 1.0
+    filled = fill_transparent(rgb, alpha)
+    np.testing.assert_array_equal(filled[:, [0, -1]], rgb[:, [0, -1]])
+    assert (filled[:, 1, 2] > filled[:, 1, 0]).all()  # next to blue: more blue than red
+    assert (filled[:, -2, 0] > filled[:, -2, 2]).all()
+    assert (filled.sum(axis=2) > 0.99).all()  # nowhere black
+
+
+def test_fill_on_tiny_photos_leaves_nothing_black() -> None:
+    rgb = np.zeros((3, 5, 3), dtype=np.float32)
+    alpha = np.zeros((3, 5), dtype=np.float32)
+    rgb[1, 2], alpha[1, 2] = (0.2, 0.9, 0.4), 0.5
+    filled = fill_transparent(rgb, alpha)
+    np.testing.assert_allclose(filled, np.broadcast_to(np.float32([0.2, 0.9, 0.4]), rgb.shape), atol=1e-6)

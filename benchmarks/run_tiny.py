@@ -5,7 +5,8 @@
 Makes N 12-MP JPEGs in a temp folder, then runs each configuration in its own child process (so peak
 RSS belongs to that configuration alone) through the real CLI, `photosr run ... --json`:
 
-- `pillow`: baseline - Pillow decode + encode of the same files (JPEG q95), the floor for any tool;
+- `pillow`: Pillow decode + encode of the same files (JPEG q95), the floor for any tool - and the
+  baseline every child times first, in its own process, for the "x pillow" ratio;
 - `normalize`: `--task normalize` (decode, orientation, ICC, float32, encode back);
 - `conv1x`: `--task restore` with a tiny 1x conv plugin (tests/onnx_models.py conv_model, 1 layer),
   i.e. all of photosr's own overhead around a model: tiling, blending, alpha/grey handling.
@@ -55,16 +56,27 @@ def make_plugin(folder: Path) -> Path:
     return write_plugin(folder / "conv1x", task="restore", scale=1, model=conv_model(1, layers=1))
 
 
+def pillow_seconds(inputs: Path, out: Path) -> list[float]:
+    """The baseline: Pillow decode + JPEG q95 encode of each photo, nothing else."""
+    out.mkdir(parents=True, exist_ok=True)
+    seconds = []
+    for src in sorted(inputs.glob("*.jpg")):
+        start = time.perf_counter()
+        with Image.open(src) as image:
+            image.convert("RGB").save(out / src.name, quality=95)
+        seconds.append(time.perf_counter() - start)
+    return seconds
+
+
 def child(config: str, inputs: Path, out: Path, plugin: Path, threads: int) -> None:
-    """Run one configuration in this process and print {"seconds": [...], "rss_mb": ...} as JSON."""
+    """Run one configuration in this process; print {"seconds", "baseline", "rss_mb"} as JSON.
+
+    Every child first times the Pillow baseline on the same files, so each ratio compares two runs made
+    in the same process under the same machine load (the CPU is shared; absolute times drift).
+    """
+    baseline = pillow_seconds(inputs, out.with_name(out.name + "-pillow"))
     if config == "pillow":
-        seconds = []
-        out.mkdir(parents=True, exist_ok=True)
-        for src in sorted(inputs.glob("*.jpg")):
-            start = time.perf_counter()
-            with Image.open(src) as image:
-                image.convert("RGB").save(out / src.name, quality=95)
-            seconds.append(time.perf_counter() - start)
+        seconds = pillow_seconds(inputs, out)
     else:
         from click.testing import CliRunner
 
@@ -81,7 +93,7 @@ def child(config: str, inputs: Path, out: Path, plugin: Path, threads: int) -> N
         if report["summary"]["failed"]:
             raise SystemExit(f"{config}: failures: {[f['error'] for f in report['files'] if f['error']]}")
         seconds = [f["seconds"] for f in report["files"]]
-    print(json.dumps({"seconds": seconds, "rss_mb": peak_rss_mb()}))
+    print(json.dumps({"seconds": seconds, "baseline": baseline, "rss_mb": peak_rss_mb()}))
 
 
 def peak_rss_mb() -> float:
@@ -138,11 +150,36 @@ def main() -> None:
         rows = [
             (c, run_config(c, inputs, work, plugin, args.threads)) for c in ("pillow", "normalize", "conv1x")
         ]
-    base = statistics.median(rows[0][1]["seconds"])
+    print_table(rows)
+    print_fill_cost(args.megapixels)
+
+
+def print_fill_cost(megapixels: float, repeats: int = 3) -> None:
+    """photosr's own per-photo extra for RGBA: filling colour under transparent pixels before a model."""
+    from photosr.tasks import fill_transparent
+
+    w = int((megapixels * 1e6 * 4 / 3) ** 0.5)
+    h = int(w * 3 / 4)
+    rgb = np.random.default_rng(1).random((h, w, 3), dtype=np.float32)
+    alpha = np.zeros((h, w), dtype=np.float32)
+    alpha[h // 6 : -h // 6, w // 5 : -w // 5] = 1.0  # an opaque cut-out in a transparent frame
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fill_transparent(rgb, alpha)
+        times.append(time.perf_counter() - start)
+    holes = float((alpha == 0).mean())
+    print(
+        f"\nalpha fill (fill_transparent) {w}x{h}, {holes:.0%} transparent: median {statistics.median(times):.2f} s"
+    )
+
+
+def print_table(rows: list[tuple[str, dict]]) -> None:
     print(f"{'config':<10} {'s/photo (median)':>17} {'x pillow':>9} {'child wall s':>13} {'peak RSS MB':>12}")
     for name, data in rows:
         med = statistics.median(data["seconds"])
-        print(f"{name:<10} {med:>17.2f} {med / base:>9.1f} {data['wall']:>13.1f} {data['rss_mb']:>12.0f}")
+        ratio = med / statistics.median(data["baseline"])
+        print(f"{name:<10} {med:>17.2f} {ratio:>9.1f} {data['wall']:>13.1f} {data['rss_mb']:>12.0f}")
 
 
 if __name__ == "__main__":

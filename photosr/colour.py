@@ -30,11 +30,16 @@ _CHUNK = 1 << 16
 
 
 def _map_chunked(x: np.ndarray, curve) -> np.ndarray:
-    src = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
+    # Row blocks of the (possibly strided, e.g. one channel of HxWx3) input: no contiguous copy first.
+    src = np.asarray(x, dtype=np.float32)
     out = np.empty(src.shape, dtype=np.float32)
-    for start in range(0, src.size, _CHUNK):
-        curve(src[start : start + _CHUNK], out[start : start + _CHUNK])
-    return out.reshape(np.shape(x))
+    if src.ndim == 0:
+        curve(src.reshape(1), out.reshape(1))
+        return out
+    rows = max(1, _CHUNK // max(1, src[0].size))
+    for start in range(0, src.shape[0], rows):
+        curve(src[start : start + rows], out[start : start + rows])
+    return out
 
 
 def _decode_chunk(v: np.ndarray, o: np.ndarray) -> None:

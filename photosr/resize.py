@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from photosr.colour import linear_to_srgb, premultiply, srgb_to_linear, unpremultiply
+from photosr.colour import linear_to_srgb, srgb_to_linear, unpremultiply
 from photosr.errors import UsageError
 from photosr.image import Photo
 
@@ -27,31 +27,53 @@ def _check_size(size: tuple[int, int]) -> tuple[int, int]:
     return w, h
 
 
+def _method(src_shape: tuple[int, ...], size: tuple[int, int]) -> Image.Resampling:
+    shrinking = size[0] * size[1] < src_shape[0] * src_shape[1]
+    return Image.Resampling.LANCZOS if shrinking else Image.Resampling.BICUBIC
+
+
+def _resample_plane(plane: np.ndarray, size: tuple[int, int], method: Image.Resampling) -> np.ndarray:
+    """One HxW float32 plane resampled by Pillow's F mode (wrapped without a copy when contiguous)."""
+    plane = np.ascontiguousarray(plane, dtype=np.float32)
+    img = Image.frombuffer("F", (plane.shape[1], plane.shape[0]), plane, "raw", "F", 0, 1)
+    return np.asarray(img.resize(size, method, reducing_gap=None), dtype=np.float32)
+
+
 def _resample_planes(planes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """HxW or HxWxC float32 -> h x w (x C) float32, each plane through Pillow's F mode."""
-    w, h = size
-    if planes.shape[1] == w and planes.shape[0] == h:
+    """HxW or HxWxC float32 -> h x w (x C) float32, plane by plane."""
+    if planes.shape[1] == size[0] and planes.shape[0] == size[1]:
         return planes.astype(np.float32, copy=True)
-    shrinking = w * h < planes.shape[0] * planes.shape[1]
-    method = Image.Resampling.LANCZOS if shrinking else Image.Resampling.BICUBIC
+    method = _method(planes.shape, size)
     if planes.ndim == 2:
         return _resample_plane(planes, size, method)
-    out = np.empty((h, w, planes.shape[2]), dtype=np.float32)
+    out = np.empty((size[1], size[0], planes.shape[2]), dtype=np.float32)
     for c in range(planes.shape[2]):
         out[..., c] = _resample_plane(planes[..., c], size, method)
     return out
 
 
-def _resample_plane(plane: np.ndarray, size: tuple[int, int], method: Image.Resampling) -> np.ndarray:
-    img = Image.fromarray(np.ascontiguousarray(plane, dtype=np.float32), mode="F")
-    return np.asarray(img.resize(size, method, reducing_gap=None), dtype=np.float32)
+def _resample_linear(rgb: np.ndarray, size: tuple[int, int], alpha: np.ndarray | None) -> np.ndarray:
+    """Each colour channel decoded to linear light (times alpha) and resampled, one plane at a time.
+
+    Working per channel keeps the temporaries at one plane (48 MB at 12 MP instead of 144 MB) and feeds
+    Pillow contiguous planes without an extra interleaved copy.
+    """
+    method = _method(rgb.shape, size)
+    out = np.empty((size[1], size[0], 3), dtype=np.float32)
+    for c in range(3):
+        plane = srgb_to_linear(rgb[..., c])
+        if alpha is not None:
+            plane *= alpha
+        out[..., c] = _resample_plane(plane, size, method)
+    return out
 
 
 def linear_light_resize(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """HxWx3 sRGB-encoded float32 0..1 -> resized to `size` = (width, height), resampled in linear light."""
     size = _check_size(size)
-    linear = _resample_planes(srgb_to_linear(rgb), size)
-    return linear_to_srgb(linear)
+    if size == (rgb.shape[1], rgb.shape[0]):
+        return np.array(rgb, dtype=np.float32)
+    return linear_to_srgb(_resample_linear(rgb, size, None))
 
 
 def resize_photo(photo: Photo, size: tuple[int, int]) -> Photo:
@@ -62,7 +84,7 @@ def resize_photo(photo: Photo, size: tuple[int, int]) -> Photo:
     if photo.alpha is None:
         return photo.with_pixels(linear_light_resize(photo.rgb, size), None)
     alpha = np.clip(_resample_planes(photo.alpha, size), 0.0, 1.0)
-    linear = _resample_planes(premultiply(srgb_to_linear(photo.rgb), photo.alpha), size)
+    linear = _resample_linear(photo.rgb, size, np.ascontiguousarray(photo.alpha, dtype=np.float32))
     return photo.with_pixels(linear_to_srgb(unpremultiply(linear, alpha)), alpha)
 
 

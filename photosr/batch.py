@@ -14,6 +14,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from photosr.errors import UsageError
 
@@ -39,9 +40,11 @@ _SAME_FORMAT = {
 _WRITABLE = frozenset().union(*_SAME_FORMAT.values())
 
 
-@dataclass(frozen=True)
-class Job:
-    """One input file: `src` as found on disk, `rel` its path relative to the input it came from."""
+class Job(NamedTuple):
+    """One input file: `src` as found on disk, `rel` its path relative to the input it came from.
+
+    A named tuple, so `for src, rel in discover(...)` works as well as `job.src`.
+    """
 
     src: Path
     rel: Path

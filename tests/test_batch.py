@@ -81,6 +81,11 @@ def test_order_is_deterministic_across_calls(tree: Path) -> None:
     assert discover([tree], recursive=True) == discover([tree], recursive=True)
 
 
+def test_jobs_unpack_as_src_rel_pairs(tree: Path) -> None:
+    (src, rel), *_ = discover([tree])
+    assert (src, rel) == (tree / "a.PNG", Path("a.PNG"))
+
+
 def test_missing_input_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="no such file"):
         discover([tmp_path / "nope"])

@@ -251,6 +251,9 @@ def test_without_json_stdout_is_empty_and_summary_goes_to_stderr(
     result = _run("--task", "normalize", photos, "-o", tmp_path / "out")
     assert result.exit_code == 0 and result.stdout == ""
     assert "2 ok, 0 skipped, 0 failed" in result.stderr
+    assert "photosr: normalize; 2 file(s) -> " in result.stderr
+    result = _run("-t", "restore", "-t", "upscale", "--scale", "2", photos, "-o", tmp_path / "o2")
+    assert "restore (restore-conv 1.0.0) -> upscale (upscale-x2 1.0.0)" in result.stderr
 
 
 def test_max_pixels_refuses_big_images_per_file(use_registry, photos: Path, tmp_path: Path) -> None:

@@ -124,6 +124,8 @@ def run(
     except PhotosrError as err:
         raise click.ClickException(str(err)) from err
     planned = plan_outputs(jobs, out_dir, format=options.format, suffix=options.suffix)
+    if not (quiet or as_json):
+        click.echo(f"photosr: {_describe(pipeline)}; {len(planned)} file(s) -> {out_dir}", err=True)
     if not planned and not quiet:
         click.echo(f"photosr: no photos found in {', '.join(map(str, inputs))}", err=True)
     start = time.perf_counter()
@@ -145,6 +147,19 @@ def _process_all(
             results.append(result)
             advance()
     return results
+
+
+def _describe(pipeline: Pipeline) -> str:
+    """ "restore (restore-conv 1.0.0) -> upscale (upscale-x4 1.0.0)": what will run, for the log."""
+    steps = []
+    for step in pipeline.steps:
+        plugin = step.plugin
+        steps.append(
+            step.task.name
+            if plugin is None
+            else f"{step.task.name} ({plugin.name} {plugin.manifest.version})"
+        )
+    return " -> ".join(steps)
 
 
 def _run_one(pipeline: Pipeline, plan: PlannedOutput) -> FileResult:

@@ -187,10 +187,16 @@ def photo_from_pil(img: Image.Image, *, path: str | Path | None = None) -> Photo
     frames = int(getattr(img, "n_frames", 1) or 1)
     # Decode before reading EXIF: Pillow's PNG getexif() loads the pixels, and the 16-bit path needs the
     # image still unloaded.
+    turned_by_decoder = _decoder_orientation(img)
     pixels = _decode(img, path)
     orientation = _orientation(img)
-    colour = _upright(pixels.colour, orientation)
-    alpha = None if pixels.alpha is None else _as_float(_upright(pixels.alpha, orientation), 1.0)
+    exif = _exif_bytes(img)
+    if turned_by_decoder != 1:
+        orientation, turn = turned_by_decoder, 1
+    else:
+        turn = orientation
+    colour = _upright(pixels.colour, turn)
+    alpha = None if pixels.alpha is None else _as_float(_upright(pixels.alpha, turn), 1.0)
     rgb = _as_float(colour, pixels.scale)
     if rgb.ndim == 2:
         rgb = np.repeat(rgb[..., None], 3, axis=2)
@@ -202,7 +208,7 @@ def photo_from_pil(img: Image.Image, *, path: str | Path | None = None) -> Photo
         grey=pixels.grey,
         orientation=orientation,
         icc_profile=pixels.icc_used,
-        exif=_exif_bytes(img),
+        exif=exif,
         xmp=_xmp_bytes(img),
         dpi=_dpi(img, orientation),
         frames=frames,
@@ -213,6 +219,15 @@ def photo_from_pil(img: Image.Image, *, path: str | Path | None = None) -> Photo
 def _filename(img: Image.Image) -> Path | None:
     name = getattr(img, "filename", None)
     return Path(name) if name else None
+
+
+def _decoder_orientation(img: Image.Image) -> int:
+    """The orientation a decoder applies by itself while loading (Pillow for TIFF, libheif for HEIF)."""
+    value = img.info.get("original_orientation")  # pillow-heif: already turned, EXIF reset to 1
+    tags = getattr(img, "tag_v2", None)
+    if value is None and tags is not None:
+        value = tags.get(0x0112)  # Pillow turns TIFFs upright during load() and drops the tag
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
 
 
 def _orientation(img: Image.Image) -> int:
@@ -439,11 +454,32 @@ def _deep_grey_alpha(img: Image.Image, bytes4: np.ndarray) -> _Pixels:
 # --------------------------------------------------------------------------------------------- metadata
 
 
+# TIFF keeps EXIF as tags of the image's own IFD, mixed with layout tags (strips, sizes, compression)
+# that mean nothing for another file: only these descriptive ones are carried over.
+_TIFF_DESCRIPTIVE_TAGS = (0x010E, 0x010F, 0x0110, 0x0112, 0x0131, 0x0132, 0x013B, 0x8298)
+
+
 def _exif_bytes(img: Image.Image) -> bytes | None:
     raw = img.info.get("exif")
     if isinstance(raw, bytes) and raw:
         return raw
-    return None
+    if getattr(img, "tag_v2", None) is None:
+        return None
+    try:
+        return _exif_from_tiff_tags(img.getexif())
+    except (OSError, ValueError, TypeError, KeyError, struct.error):
+        return None
+
+
+def _exif_from_tiff_tags(tiff: Image.Exif) -> bytes | None:
+    exif = Image.Exif()
+    for tag in _TIFF_DESCRIPTIVE_TAGS:
+        if tag in tiff:
+            exif[tag] = tiff[tag]
+    for ifd in (0x8769, 0x8825):  # Exif (dates, exposure) and GPS sub-IFDs
+        if ifd in tiff:
+            exif[ifd] = tiff.get_ifd(ifd)
+    return exif.tobytes() if len(exif) else None
 
 
 def _xmp_bytes(img: Image.Image) -> bytes | None:
@@ -807,7 +843,7 @@ def _fixed_exif_pillow(raw: bytes, size: tuple[int, int]) -> bytes | None:
         exif[0x0112] = 1
         sub = exif.get_ifd(0x8769)
         sub[0xA002], sub[0xA003] = size
-        return b"Exif\x00\x00" + exif.tobytes()
+        return exif.tobytes()  # Pillow adds the "Exif\0\0" header itself
     except Exception:
         return None  # unreadable EXIF is dropped rather than failing the write
 

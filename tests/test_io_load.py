@@ -392,3 +392,34 @@ def test_heif_opens_through_pillow_heif(tmp_path: Path) -> None:
     photo = load_photo(path)
     assert photo.size == (64, 48)
     assert np.abs(photo.rgb - asymmetric_rgb(64, 48) / 255).mean() < 0.05
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 7])
+def test_tiff_orientation_and_exif_tags(tmp_path: Path, orientation: int) -> None:
+    """Pillow turns TIFFs upright itself while loading; photosr must not turn them twice."""
+    upright = Image.fromarray(asymmetric_rgb(24, 16))
+    path = tmp_path / "o.tif"
+    _stored(orientation, upright).save(path, exif=exif_bytes(orientation))
+    photo = load_photo(path)
+    assert photo.info.orientation == orientation
+    assert np.array_equal(np.rint(photo.rgb * 255).astype(np.uint8), np.asarray(upright))
+    exif = Image.Exif()
+    exif.load(photo.info.exif)
+    assert exif[0x010F] == "PhotosrCam" and 0x0111 not in exif  # camera kept, strip layout not
+    assert exif.get_ifd(0x8825)[1] == "N"
+
+
+def test_heif_orientation_applied_once(tmp_path: Path) -> None:
+    pillow_heif = pytest.importorskip("pillow_heif")
+    upright = Image.fromarray(asymmetric_rgb(64, 48))
+    path = tmp_path / "turned.heic"
+    try:
+        heif = pillow_heif.from_pillow(_stored(6, upright))
+        heif.save(path, quality=95, exif=exif_bytes(6))
+    except (RuntimeError, ValueError, OSError) as err:
+        pytest.skip(f"no HEIF encoder: {err}")
+    photo = load_photo(path)
+    assert photo.size == (64, 48) and photo.info.orientation == 6
+    error = np.abs(photo.rgb * 255 - np.asarray(upright)).mean()
+    turned_twice = np.asarray(upright.transpose(Image.Transpose.ROTATE_180))
+    assert error < 20 and error < np.abs(photo.rgb * 255 - turned_twice).mean() / 3

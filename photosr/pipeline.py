@@ -7,19 +7,20 @@ a batch of thousands.
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import tempfile
 import time
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
 
-from photosr.errors import ImageWriteError, PhotosrError, PluginNotFoundError, UsageError
+from photosr.errors import ImageWriteError, PhotosrError, PluginNotFoundError, TransientError, UsageError
 from photosr.image import Photo
 from photosr.io import load_photo, photo_from_pil, photo_to_pil, save_photo
 from photosr.resize import fit_within, resize_photo
@@ -116,13 +117,18 @@ def _option_problems(o: ProcessOptions) -> Iterable[str]:
 
 @dataclass(frozen=True)
 class FileResult:
-    """What happened to one file: what `--json`, the daemon ledger and the API report."""
+    """What happened to one file: what `--json`, the daemon ledger and the API report.
+
+    `transient` marks a failure worth retrying (TransientError, or an OSError such as a full disk or a
+    locked file underneath the error); it is for the daemon and not part of the JSON report.
+    """
 
     input: Path
     output: Path | None
     status: Status
     error: str | None = None
     seconds: float = 0.0
+    transient: bool = False
 
     @property
     def ok(self) -> bool:
@@ -130,12 +136,34 @@ class FileResult:
         return self.status != "failed"
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: paths as strings, seconds rounded to milliseconds."""
-        data = asdict(self)
-        data["input"] = str(self.input)
-        data["output"] = None if self.output is None else str(self.output)
-        data["seconds"] = round(self.seconds, 3)
-        return data
+        """JSON-ready, the `--json` schema: input, output, status, error, seconds (ms precision)."""
+        return {
+            "input": str(self.input),
+            "output": None if self.output is None else str(self.output),
+            "status": self.status,
+            "error": self.error,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+# errno values that mean "try again later": busy/locked file, interrupted call, full disk or quota.
+_TRANSIENT_ERRNOS = frozenset(
+    {errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.ENOSPC, errno.EDQUOT, errno.ETXTBSY}
+)
+
+
+def is_transient(err: BaseException) -> bool:
+    """True for TransientError, or any error caused (directly or further down) by a transient OSError."""
+    seen: BaseException | None = err
+    for _ in range(10):  # cause chains are short; the bound guards against cycles
+        if seen is None:
+            return False
+        if isinstance(seen, TransientError) or (
+            isinstance(seen, OSError) and seen.errno in _TRANSIENT_ERRNOS
+        ):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 @dataclass(frozen=True)
@@ -280,11 +308,10 @@ class Pipeline:
             return FileResult(src, written, "ok", None, time.perf_counter() - start)
         except PhotosrError as err:
             message = str(err) if err.path is not None else f"{src}: {err}"
-            return FileResult(src, dst, "failed", message, time.perf_counter() - start)
+            return FileResult(src, dst, "failed", message, time.perf_counter() - start, is_transient(err))
         except Exception as err:  # a decoder or model surprise must not end a batch; report it as data
-            return FileResult(
-                src, dst, "failed", f"{src}: {type(err).__name__}: {err}", time.perf_counter() - start
-            )
+            message = f"{src}: {type(err).__name__}: {err}"
+            return FileResult(src, dst, "failed", message, time.perf_counter() - start, is_transient(err))
 
     def _process_file(self, src: Path, dst: Path) -> Path:
         if _same_file(src, dst):
@@ -382,4 +409,13 @@ def process_file(src: str | Path, dst: str | Path, **options: Any) -> FileResult
     return _cached_pipeline(ProcessOptions.from_kwargs(**options)).process_file(src, dst)
 
 
-__all__ = ["FORMATS", "FileResult", "Pipeline", "ProcessOptions", "mask_path", "process", "process_file"]
+__all__ = [
+    "FORMATS",
+    "FileResult",
+    "Pipeline",
+    "ProcessOptions",
+    "is_transient",
+    "mask_path",
+    "process",
+    "process_file",
+]

@@ -292,6 +292,39 @@ def test_save_mask_writes_a_mask_next_to_the_output(registry, tmp_path: Path) ->
     assert set(values.tolist()) == {0, 255}  # the flattening model changes dark/bright pixels, not mid grey
 
 
+def test_full_disk_is_a_transient_failure(registry, tmp_path: Path, monkeypatch) -> None:
+    import errno
+
+    import photosr.pipeline as pipeline_module
+    from photosr.errors import ImageWriteError
+
+    def full_disk(*args, **kwargs):
+        try:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        except OSError as err:
+            raise ImageWriteError("cannot write (No space left on device)", tmp_path / "o.png") from err
+
+    monkeypatch.setattr(pipeline_module, "save_photo", full_disk)
+    result = Pipeline(ProcessOptions(tasks=("normalize",)), registry).process_file(
+        write_image(tmp_path / "a.png"), tmp_path / "o.png"
+    )
+    assert result.status == "failed" and result.transient and "No space left" in result.error
+    assert "transient" not in result.to_dict()
+
+
+def test_is_transient() -> None:
+    import errno
+
+    from photosr.errors import ImageReadError, TransientError
+    from photosr.pipeline import is_transient
+
+    assert is_transient(TransientError("locked"))
+    assert is_transient(OSError(errno.EBUSY, "busy"))
+    assert not is_transient(OSError(errno.ENOENT, "gone"))
+    assert not is_transient(ImageReadError("not an image"))
+    assert not is_transient(ValueError("bad"))
+
+
 def test_file_result_to_dict_is_json_ready(tmp_path: Path) -> None:
     r = FileResult(tmp_path / "a.jpg", None, "failed", "a.jpg: broken", 0.12345)
     assert r.to_dict() == {

@@ -327,3 +327,26 @@ def test_corrupt_plugin_stops_the_run_before_any_file(use_registry, photos: Path
     result = _run("--plugin", folder, photos, "-o", tmp_path / "out", "--json")
     assert result.exit_code == 1 and "sha256 mismatch" in result.stderr
     assert result.stdout == "" and not (tmp_path / "out").exists()
+
+
+def test_real_process_entry_point(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    src = write_image(tmp_path / "in" / "a.png")
+    cmd = [
+        sys.executable,
+        "-m",
+        "photosr",
+        "run",
+        "--task",
+        "normalize",
+        str(src),
+        "-o",
+        str(tmp_path / "out"),
+    ]
+    proc = subprocess.run([*cmd, "--json"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["summary"]["ok"] == 1
+    bad = subprocess.run([*cmd, "--task", "sharpen"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown task 'sharpen'" in bad.stderr

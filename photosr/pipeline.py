@@ -64,7 +64,7 @@ class ProcessOptions:
     def __post_init__(self) -> None:
         # Accept lists and single strings from Python callers; store tuples so the options stay hashable.
         for name in ("tasks", "plugins"):
-            value = getattr(self, name)
+            value = getattr(self, name) or ()
             object.__setattr__(self, name, (value,) if isinstance(value, str) else tuple(value))
         fmt = _FORMAT_ALIASES.get(str(self.format).lower(), str(self.format).lower())
         object.__setattr__(self, "format", fmt)

@@ -33,7 +33,7 @@ from typing import BinaryIO
 
 import numpy as np
 import piexif
-from PIL import Image, ImageCms, ImageFile, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageFile, PngImagePlugin, TiffImagePlugin, UnidentifiedImageError
 
 from photosr.colour import linear_to_srgb, luminance, srgb_to_linear
 from photosr.errors import ImageReadError, ImageTooLargeError, ImageWriteError, UsageError
@@ -956,7 +956,8 @@ def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
 #
 # Pillow cannot write 16-bit RGB(A) or grey+alpha, so these two small writers do (all 16-bit output goes
 # through them, grey included, so there is one path to test). PNG: rows Up-filtered in numpy, zlib,
-# chunks with CRCs. TIFF: baseline little-endian, one Deflate strip with horizontal differencing.
+# chunks with CRCs. TIFF: little-endian, one Deflate strip with horizontal differencing; the IFD itself
+# is serialized by Pillow's ImageFileDirectory_v2, which also writes the EXIF and GPS sub-IFDs.
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -997,51 +998,52 @@ def _tiff16_writer(f: BinaryIO, data: np.ndarray, icc: bytes | None, meta: _Meta
     diff[:, 1:] -= data[:, :-1]
     strip = zlib.compress(diff.tobytes(), 6)
     dpi = meta.dpi or (72.0, 72.0)
-    tags: list[tuple[int, int, int, bytes]] = [  # (tag, type, count, little-endian value bytes)
-        (256, 4, 1, struct.pack("<I", w)),
-        (257, 4, 1, struct.pack("<I", h)),
-        (258, 3, c, struct.pack(f"<{c}H", *[16] * c)),
-        (259, 3, 1, struct.pack("<H", 8)),
-        (262, 3, 1, struct.pack("<H", 1 if c <= 2 else 2)),
-        (273, 4, 1, struct.pack("<I", 8)),
-        (277, 3, 1, struct.pack("<H", c)),
-        (278, 4, 1, struct.pack("<I", h)),
-        (279, 4, 1, struct.pack("<I", len(strip))),
-        (282, 5, 1, _rational(dpi[0])),
-        (283, 5, 1, _rational(dpi[1])),
-        (284, 3, 1, struct.pack("<H", 1)),
-        (296, 3, 1, struct.pack("<H", 2)),
-        (317, 3, 1, struct.pack("<H", 2)),
+    # (tag, TIFF type, value): LONG 4, SHORT 3, RATIONAL 5, UNDEFINED 7.
+    tags: list[tuple[int, int, object]] = [
+        (256, 4, w),
+        (257, 4, h),
+        (258, 3, (16,) * c),
+        (259, 3, 8),  # Adobe Deflate
+        (262, 3, 1 if c <= 2 else 2),
+        (273, 4, 0),  # Pillow's IFD writer adds the end of the IFD data: the strip follows it
+        (277, 3, c),
+        (278, 4, h),
+        (279, 4, len(strip)),
+        (282, 5, float(dpi[0])),
+        (283, 5, float(dpi[1])),
+        (284, 3, 1),
+        (296, 3, 2),  # inches
+        (317, 3, 2),
     ]
     if c in (2, 4):
-        tags.append((338, 3, 1, struct.pack("<H", 2)))  # extra sample = unassociated (straight) alpha
+        tags.append((338, 3, 2))  # extra sample = unassociated (straight) alpha
     if icc:
-        tags.append((34675, 7, len(icc), icc))
-    f.write(b"II*\x00" + struct.pack("<I", 0) + strip)
-    _write_ifd(f, tags, start=8 + len(strip))
+        tags.append((34675, 7, icc))
+    ifd = TiffImagePlugin.ImageFileDirectory_v2(prefix=b"II")
+    for tag, kind, value in tags:
+        ifd[tag] = value
+        ifd.tagtype[tag] = kind
+    _add_exif_tags(ifd, meta.exif)
+    f.write(b"II*\x00" + struct.pack("<I", 8))
+    f.write(ifd.tobytes(offset=8))
+    f.write(strip)
 
 
-def _rational(value: float) -> bytes:
-    return struct.pack("<II", max(1, round(value * 1000)), 1000)
-
-
-def _write_ifd(f: BinaryIO, tags: list[tuple[int, int, int, bytes]], start: int) -> None:
-    """Values over 4 bytes go after the IFD (word aligned); then the header points at the IFD."""
-    ifd_at = start + (start & 1)
-    extra_at = ifd_at + 2 + 12 * len(tags) + 4
-    entries, extra = [], b""
-    for tag, kind, count, value in sorted(tags):
-        if len(value) <= 4:
-            entries.append(struct.pack("<HHI", tag, kind, count) + value.ljust(4, b"\x00"))
-            continue
-        extra += b"\x00" * (len(extra) & 1)
-        entries.append(struct.pack("<HHII", tag, kind, count, extra_at + len(extra)))
-        extra += value
-    f.write(b"\x00" * (ifd_at - start))
-    f.write(struct.pack("<H", len(entries)) + b"".join(entries) + struct.pack("<I", 0) + extra)
-    f.seek(4)
-    f.write(struct.pack("<I", ifd_at))
-    f.seek(0, os.SEEK_END)
+def _add_exif_tags(ifd: TiffImagePlugin.ImageFileDirectory_v2, exif_bytes: bytes | None) -> None:
+    """Camera/date tags into the TIFF's own IFD, Exif and GPS as sub-IFDs (Pillow serializes them)."""
+    if not exif_bytes:
+        return
+    try:
+        exif = Image.Exif()
+        exif.load(exif_bytes)
+        for tag in _TIFF_DESCRIPTIVE_TAGS:
+            if tag in exif:
+                ifd[tag] = exif[tag]
+        for sub in (0x8769, 0x8825):
+            if exif.get_ifd(sub):
+                ifd[sub] = exif.get_ifd(sub)
+    except (OSError, ValueError, TypeError, KeyError, struct.error):
+        return  # unreadable EXIF: the pixels matter more
 
 
 __all__ = [

@@ -204,10 +204,15 @@ def test_16bit_metadata_chunks(tmp_path: Path) -> None:
         assert img.getexif()[0x0112] == 1
         desc = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(img.info["icc_profile"])))
         assert "sRGB" in desc
-    tif = save_photo(photo, tmp_path / "deep.tif")
+    tif = save_photo(photo, tmp_path / "deep.tif", format="tiff")
     with Image.open(tif) as img:
         assert img.info["dpi"] == pytest.approx((300, 300), abs=0.1)
         assert img.info["icc_profile"]
+        exif = img.getexif()
+        assert exif[0x010F] == "PhotosrCam" and exif.get(0x0112) == 1
+        assert exif.get_ifd(0x8769)[0x9003] == "2021:06:05 04:03:02"
+        assert exif.get_ifd(0x8825)[1] == "N"
+    assert load_photo(tif).info.orientation == 1
 
 
 # --------------------------------------------------------------------------------------------- metadata

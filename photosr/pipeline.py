@@ -106,7 +106,10 @@ def _option_problems(o: ProcessOptions) -> Iterable[str]:
         (o.threads >= 0, f"threads must be >= 0, got {o.threads!r}"),
         (o.tile is None or o.tile >= 0, f"tile must be >= 0 (0 = automatic), got {o.tile!r}"),
         (o.tile_overlap is None or o.tile_overlap >= 0, f"tile overlap must be >= 0, got {o.tile_overlap!r}"),
-        (o.max_pixels is None or o.max_pixels >= 1, f"max pixels must be >= 1, got {o.max_pixels!r}"),
+        (
+            o.max_pixels is None or o.max_pixels >= 0,
+            f"max pixels must be >= 0 (0 = no limit), got {o.max_pixels!r}",
+        ),
         (
             "/" not in o.suffix and "\\" not in o.suffix,
             f"suffix must not contain a path separator: {o.suffix!r}",

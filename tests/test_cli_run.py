@@ -261,6 +261,8 @@ def test_max_pixels_refuses_big_images_per_file(use_registry, photos: Path, tmp_
     doc = _json(result)
     assert result.exit_code == 1 and doc["summary"]["failed"] == 2
     assert all("a.jpg" in f["error"] or "b.png" in f["error"] for f in doc["files"])
+    unlimited = _run("--task", "normalize", photos, "-o", tmp_path / "o2", "--max-pixels", "0", "--json")
+    assert unlimited.exit_code == 0 and _json(unlimited)["summary"]["ok"] == 2
 
 
 def test_metadata_kept_by_default_and_stripped_on_request(use_registry, tmp_path: Path) -> None:

@@ -53,6 +53,7 @@ def test_options_normalise_and_stay_hashable() -> None:
         ({"device": "tpu"}, "device"),
         ({"tile": -8}, "tile must be"),
         ({"suffix": "a/b"}, "path separator"),
+        ({"max_pixels": -1}, "max pixels must be >= 0"),
         ({"strength": "high"}, "bad option type"),
     ],
 )

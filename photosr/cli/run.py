@@ -83,7 +83,11 @@ _FORMAT_CHOICES = click.Choice(["keep", "png", "jpeg", "jpg", "webp", "tiff", "t
 @click.option("--threads", type=click.IntRange(min=0), default=0, help="CPU threads for the model (0 = all).")
 @click.option("--tile", type=click.IntRange(min=0), help="Tile side in input pixels (0 = automatic).")
 @click.option("--tile-overlap", type=click.IntRange(min=0), help="Tile overlap in input pixels.")
-@click.option("--max-pixels", type=click.IntRange(min=1), help="Refuse images with more pixels (bomb guard).")
+@click.option(
+    "--max-pixels",
+    type=click.IntRange(min=0),
+    help="Refuse images with more pixels (bomb guard; 0 = no limit).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON report on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary line.")
 def run(

@@ -257,7 +257,8 @@ def _decode(img: Image.Image, path: Path | None) -> _Pixels:
     """Pixels of any Pillow mode as integer/float arrays, colour converted to sRGB."""
     mode = img.mode
     kind = _deep_kind(img)
-    twin = _redecode_swapped(path) if kind is not None else None
+    # The twin decode reads the file the image really came from, whatever name the caller gave it.
+    twin = _redecode_swapped(_filename(img)) if kind is not None else None
     img.load()
     if twin is not None and twin.shape[:2] == (img.height, img.width):
         return _deep_grey_alpha(img, twin) if kind == "LA" else _deep_colour(img, twin)
@@ -712,15 +713,51 @@ def output_format(format: str, source_format: str | None) -> str:
     return _FORMAT_NAMES[name]
 
 
+# Extensions that name an image format: replaced by the output's; any other suffix ("IMG_1.final") is
+# part of the name and the output extension is appended after it.
+_IMAGE_SUFFIXES = frozenset(
+    [
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".jfif",
+        ".mpo",
+        ".webp",
+        ".tif",
+        ".tiff",
+        ".gif",
+        ".bmp",
+        ".dib",
+        ".heic",
+        ".heif",
+        ".hif",
+        ".avif",
+        ".jp2",
+        ".j2k",
+        ".jxl",
+        ".ppm",
+        ".pgm",
+        ".pbm",
+        ".pnm",
+        ".tga",
+        ".ico",
+        ".psd",
+        ".pcx",
+        ".qoi",
+        ".dng",
+    ]
+)
+
+
 def output_suffix(path: Path, fmt: str) -> Path:
     """`path` with the extension of `fmt`, keeping an existing extension that already names it (.jpeg)."""
-    if path.suffix.lower() in _SUFFIXES[fmt]:
+    suffix = path.suffix.lower()
+    if suffix in _SUFFIXES[fmt]:
         return path
-    return (
-        path.with_name(path.name + _SUFFIXES[fmt][0])
-        if not path.suffix
-        else path.with_suffix(_SUFFIXES[fmt][0])
-    )
+    if suffix in _IMAGE_SUFFIXES:
+        return path.with_suffix(_SUFFIXES[fmt][0])
+    return path.with_name(path.name + _SUFFIXES[fmt][0])
 
 
 def _quantize(x: np.ndarray, bit_depth: int) -> np.ndarray:

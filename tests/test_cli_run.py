@@ -352,3 +352,16 @@ def test_real_process_entry_point(tmp_path: Path) -> None:
     assert json.loads(proc.stdout)["summary"]["ok"] == 1
     bad = subprocess.run([*cmd, "--task", "sharpen"], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown task 'sharpen'" in bad.stderr
+
+
+def test_sixteen_bit_grey_stays_sixteen_bit_through_a_model(use_registry, tmp_path: Path) -> None:
+    ramp = (np.arange(24 * 32, dtype=np.uint32).reshape(24, 32) * 85).astype(np.uint16)
+    src = tmp_path / "in" / "scan.png"
+    src.parent.mkdir()
+    Image.frombytes("I;16", (32, 24), ramp.astype("<u2").tobytes()).save(src)
+    result = _run("-t", "upscale", "--scale", "2", src, "-o", tmp_path / "out")
+    assert result.exit_code == 0, result.stderr
+    out = Image.open(tmp_path / "out/scan.png")
+    assert out.mode in ("I;16", "I") and out.size == (64, 48)
+    values = np.asarray(out)
+    assert values.max() > 255 and np.array_equal(values[::2, ::2], ramp)  # nearest model: exact

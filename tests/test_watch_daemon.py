@@ -13,51 +13,16 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from test_watch_fakes import broken_factory, fake_factory
 
 from photosr.errors import UsageError
 from photosr.watch import Daemon, Ledger, WatchConfig, read_status
 from photosr.watch.files import TEMP_MARK
 from photosr.watch.status import LEDGER_NAME
 from photosr.watch.workers import WorkerStartError
-
-
-@dataclass(frozen=True)
-class FakeResult:
-    input: Path
-    output: Path | None
-    status: str
-    error: str | None = None
-    seconds: float = 0.0
-
-
-def _fake_process(src: Path, dst: Path) -> FakeResult:
-    data = src.read_bytes()
-    if data.startswith(b"BAD"):
-        return FakeResult(src, dst, "failed", f"{src}: not an image")
-    if data.startswith(b"HANG"):
-        time.sleep(3600)
-    if data.startswith(b"CRASH"):
-        os._exit(3)
-    if data.startswith(b"FLAKY:"):
-        counter = Path(data[6:].decode().strip())
-        calls = int(counter.read_text()) + 1 if counter.exists() else 1
-        counter.write_text(str(calls))
-        if calls < 2:
-            return FakeResult(src, dst, "failed", f"{src}: [Errno 28] No space left on device")
-    dst.write_bytes(data.upper())
-    return FakeResult(src, dst, "ok")
-
-
-def fake_factory() -> Callable[[Path, Path], FakeResult]:
-    return _fake_process
-
-
-def broken_factory() -> Callable[[Path, Path], FakeResult]:
-    raise UsageError("no plugin for task 'upscale'")
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "condition") -> None:
@@ -115,7 +80,7 @@ def no_temps(folder: Path) -> bool:
     return not [p for p in folder.rglob("*") if TEMP_MARK in p.name or p.name.endswith(".photosr-tmp")]
 
 
-def test_present_dropped_nested_and_non_ascii_files(dirs):
+def test_present_dropped_nested_non_ascii_and_temp_names(dirs):
     src, out = dirs
     (src / "before.png").write_bytes(b"before")
     cfg = config(src, out)
@@ -124,26 +89,25 @@ def test_present_dropped_nested_and_non_ascii_files(dirs):
         (src / "été" / "深い").mkdir(parents=True)
         (src / "été" / "深い" / "фото 1.jpg").write_bytes(b"nested")
         (src / "dropped.png").write_bytes(b"dropped")
+        (src / "a.jpg.part").write_bytes(b"partial")
+        (src / ".~lock.b.jpg#").write_bytes(b"lock")
+        (src / "c.jpg~").write_bytes(b"backup")
         wait_for(lambda: (out / "dropped.png").exists() and (out / "été/深い/фото 1.jpg").exists())
+        time.sleep(0.3)  # well past the settle time: the temp names are still not taken
+        assert not list(out.glob("*.jpg*"))
+        (src / "a.jpg.part").rename(src / "a.jpg")
+        wait_for(lambda: (out / "a.jpg").exists(), what="renamed file")
     assert (out / "before.png").read_bytes() == b"BEFORE"
     assert (out / "été" / "深い" / "фото 1.jpg").read_bytes() == b"NESTED"
     assert ledger_row(cfg, "été/深い/фото 1.jpg").state == "done"
     assert (src / "before.png").read_bytes() == b"before"  # originals untouched
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+        "a.jpg",
+        "before.png",
+        "dropped.png",
+        "été",
+    ]
     assert no_temps(out)
-
-
-def test_temp_names_wait_for_their_rename(dirs):
-    src, out = dirs
-    cfg = config(src, out)
-    with running(cfg):
-        (src / "a.jpg.part").write_bytes(b"partial")
-        (src / ".~lock.b.jpg#").write_bytes(b"lock")
-        (src / "c.jpg~").write_bytes(b"backup")
-        time.sleep(0.8)
-        assert list(out.glob("*.jpg*")) == []
-        (src / "a.jpg.part").rename(src / "a.jpg")
-        wait_for(lambda: (out / "a.jpg").exists(), what="renamed file")
-    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["a.jpg"]
 
 
 def test_slowly_written_file_is_taken_whole(dirs):
@@ -339,3 +303,23 @@ def test_stop_abandons_a_long_file_cleanly_within_grace(dirs):
     assert time.monotonic() - started < 5
     assert ledger_row(cfg, "hang.png").state == "pending"
     assert no_temps(out)
+
+
+def test_removed_watch_folder_stops_the_daemon_with_an_error(dirs):
+    src, out = dirs
+    daemon = Daemon(config(src, out), fake_factory)
+    errors: list[BaseException] = []
+    thread = threading.Thread(target=lambda: _capture(daemon.run, errors), daemon=True)
+    thread.start()
+    wait_for(daemon.ready.is_set, 30, "daemon start")
+    src.rmdir()
+    thread.join(20)
+    assert not thread.is_alive()
+    assert len(errors) == 1 and "observer stopped" in str(errors[0])
+
+
+def _capture(function: Callable[[], None], errors: list[BaseException]) -> None:
+    try:
+        function()
+    except BaseException as err:
+        errors.append(err)

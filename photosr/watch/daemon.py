@@ -26,6 +26,7 @@ from watchdog.observers import Observer
 from watchdog.observers.polling import PollingObserver
 
 from photosr.batch import discover, output_path
+from photosr.errors import PhotosrError, UsageError
 from photosr.watch import files
 from photosr.watch.config import WatchConfig
 from photosr.watch.ledger import Entry, Ledger
@@ -105,6 +106,7 @@ class Daemon:
         self._ledger: Ledger | None = None
         self._started = time.time()
         self._status_due = 0.0
+        self._failure: str | None = None  # why the daemon stopped by itself, if it did
 
     # --- lifecycle --------------------------------------------------------------------------------------
 
@@ -118,8 +120,6 @@ class Daemon:
     def run(self) -> None:
         """Run until `request_stop()`. Raises UsageError/WorkerStartError before any file is touched."""
         if not self._in.is_dir():
-            from photosr.errors import UsageError
-
             raise UsageError("the watched folder does not exist", self.config.in_dir)
         lock = files.lock_state_dir(self._state)
         try:
@@ -133,6 +133,9 @@ class Daemon:
                     for worker in workers:
                         worker.kill()
                 self._write_status(force=True, running=False)
+            if self._failure is not None:
+                # Exit non-zero so a supervisor (systemd Restart=on-failure) starts a fresh daemon.
+                raise PhotosrError(self._failure, self.config.in_dir)
         finally:
             if lock is not None:
                 lock.close()
@@ -153,7 +156,13 @@ class Daemon:
         observer = PollingObserver(timeout=self.config.poll) if self.config.poll else Observer()
         # Watch before the first scan, so nothing landing in between is missed.
         observer.schedule(_Handler(self), str(self._in), recursive=True)
-        observer.start()
+        try:
+            observer.start()
+        except OSError as err:  # typically the inotify watch limit on a huge tree
+            raise PhotosrError(
+                f"cannot watch the folder: {err} (raise fs.inotify.max_user_watches, or use --poll)",
+                self.config.in_dir,
+            ) from err
         threads = [threading.Thread(target=self._scan_loop, name="photosr-scanner", daemon=True)]
         threads += [
             threading.Thread(target=self._dispatch_loop, args=(w,), name=f"photosr-dispatch-{i}", daemon=True)
@@ -165,7 +174,8 @@ class Daemon:
         self._event("started", input=str(self._in), output=str(self._out), pid=os.getpid(), workers=pids)
         try:
             while not self._stop.wait(0.2):
-                pass
+                if not observer.is_alive() or not all(e.is_alive() for e in observer.emitters):
+                    self._fail_daemon("the folder observer stopped (folder removed or unmounted?)")
         finally:
             self._stop.set()
             observer.stop()
@@ -245,6 +255,12 @@ class Daemon:
     def _scan(self, folder: Path) -> None:
         """Note every photo under `folder` that the ledger does not already account for."""
         assert self._ledger is not None
+        if not folder.is_dir():  # a new folder already moved away, or IN unmounted for a moment
+            if folder == self._in:
+                self._event(
+                    "warning", input=str(folder), error="the watched folder is missing; will look again"
+                )
+            return
         for job in discover([folder], recursive=True, skip_dirs=self._skip):
             if self._stop.is_set():
                 return
@@ -291,9 +307,14 @@ class Daemon:
                     self._scan(self._in)
                     next_rescan = time.monotonic() + self.config.rescan
                 self._write_status()
-        except Exception:  # the daemon cannot work without its scanner: say why and stop
-            self._log.exception("scanner failed; stopping")
-            self._stop.set()
+        except Exception as err:  # the daemon cannot work without its scanner: say why and stop
+            self._log.exception("scanner failed")
+            self._fail_daemon(f"scanner failed: {type(err).__name__}: {err}")
+
+    def _fail_daemon(self, reason: str) -> None:
+        self._failure = self._failure or reason
+        self._event("error", reason=reason)
+        self.request_stop()
 
     def _promote(self) -> None:
         room = self._queue.maxsize - self._queue.qsize()
@@ -466,7 +487,7 @@ class Daemon:
         self._log.log(level, "file", extra={"fields": fields})
 
     def _event(self, name: str, **fields: Any) -> None:
-        level = logging.WARNING if name == "warning" else logging.INFO
+        level = {"warning": logging.WARNING, "error": logging.ERROR}.get(name, logging.INFO)
         self._log.log(level, name, extra={"fields": fields})
 
     def _ledger_counts(self) -> dict[str, int]:

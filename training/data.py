@@ -1,0 +1,266 @@
+"""Training data: photos decoded once into memory, random patches degraded on the fly in workers.
+
+Decoding a PNG per sample would cost more than the training step itself, so every photo is decoded a
+single time (through photosr's own loader, so EXIF orientation and colour profiles apply) into a uint8
+array before the DataLoader forks its workers; workers share those arrays copy-on-write and only crop,
+flip and crappify. Each worker draws from its own `numpy.random.Generator` seeded from torch's per-worker
+seed, so a run is reproducible from `seed` and every worker sees a different stream.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from photosr.errors import ImageReadError, UsageError
+
+IMAGE_SUFFIXES = {
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".tif",
+    ".tiff",
+    ".bmp",
+    ".webp",
+    ".heic",
+    ".heif",
+    ".avif",
+    ".ppm",
+}
+Crappifier = Callable[[Image.Image, np.random.Generator], Image.Image]
+
+
+class BicubicDownscale:
+    """The SR papers' degradation: antialiased bicubic downscaling by `scale` (Pillow's BICUBIC).
+
+    Used for `recipe = "bicubic"`, the setting the upscale targets are measured with.
+    """
+
+    def __init__(self, scale: int):
+        self.scale = scale
+
+    def __call__(self, hr: Image.Image, rng: np.random.Generator) -> Image.Image:
+        size = (hr.width // self.scale, hr.height // self.scale)
+        return hr.resize(size, Image.Resampling.BICUBIC)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": "bicubic",
+            "op": "downscale",
+            "filter": "bicubic (Pillow, antialiased)",
+            "scale": self.scale,
+        }
+
+    def source_hash(self) -> str | None:
+        return None
+
+
+def resolve_crappifier(spec: str | None, *, task: str, scale: int) -> Crappifier:
+    """The degradation for a run: "bicubic", or anything `photosr.training.degrade.load_crappifier` takes."""
+    if spec == "bicubic":
+        if task != "upscale":
+            raise UsageError(f"recipe 'bicubic' only makes sense for upscaling, not task {task!r}")
+        return BicubicDownscale(scale)
+    try:
+        from .degrade import load_crappifier
+    except ImportError as err:
+        if spec is None and task == "upscale":
+            return BicubicDownscale(scale)
+        raise UsageError(
+            f"the crappification library is not available ({err}); use recipe 'bicubic'"
+        ) from err
+    return load_crappifier(spec, task=task, scale=scale)
+
+
+def describe_crappifier(crappifier: Crappifier) -> dict[str, Any]:
+    """Provenance of a degradation: its own description plus the hash of a custom source file."""
+    describe = getattr(crappifier, "describe", None)
+    info = dict(describe()) if describe else {"callable": repr(crappifier)}
+    source_hash = getattr(crappifier, "source_hash", None)
+    if source_hash is not None and source_hash() is not None:
+        info["source_sha256"] = source_hash()
+    return json.loads(json.dumps(info, default=str))
+
+
+def find_images(inputs: Sequence[str | Path]) -> list[Path]:
+    """Image files under the given folders (recursive, dotfiles skipped) or given directly, sorted."""
+    found: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_file():
+            found.append(item)
+        elif item.is_dir():
+            for root, dirs, files in os.walk(item):
+                dirs[:] = [d for d in dirs if not d.startswith(".")]
+                found += [
+                    Path(root, f)
+                    for f in files
+                    if not f.startswith(".") and Path(f).suffix.lower() in IMAGE_SUFFIXES
+                ]
+        else:
+            raise UsageError("no such file or folder", item)
+    return sorted(found)
+
+
+def load_rgb_uint8(path: Path) -> np.ndarray:
+    """One photo as HxWx3 uint8 sRGB, upright, decoded by photosr's loader when it is installed."""
+    try:
+        from photosr.io import load_photo
+    except ImportError:
+        load_photo = None
+    if load_photo is not None:
+        rgb = load_photo(path).rgb
+        return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    try:
+        with Image.open(path) as img:
+            return np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
+    except (OSError, ValueError) as err:
+        raise ImageReadError(f"cannot decode: {err}", path) from err
+
+
+def load_images(paths: Sequence[Path], *, min_side: int, limit: int = 0) -> list[np.ndarray]:
+    """Decode photos into memory, keeping those at least `min_side` on both sides."""
+    images = []
+    for path in paths:
+        rgb = load_rgb_uint8(path)
+        if min(rgb.shape[:2]) >= min_side:
+            images.append(rgb)
+        if limit and len(images) >= limit:
+            break
+    if not images:
+        raise UsageError(
+            f"no usable photos (need at least {min_side}x{min_side} pixels) in {len(paths)} file(s)"
+        )
+    return images
+
+
+def to_tensor(rgb: np.ndarray) -> torch.Tensor:
+    """HxWx3 uint8 -> 3xHxW float32 0..1."""
+    return torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float().div_(255.0)
+
+
+def random_dihedral(rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One of the 8 flips/rotations, uniformly."""
+    rgb = np.rot90(rgb, int(rng.integers(4)))
+    return rgb[:, ::-1] if rng.integers(2) else rgb
+
+
+class PatchStream(torch.utils.data.IterableDataset):
+    """Endless (input, target) batches: random crops of the photos, degraded by `crappifier`.
+
+    Photos are drawn with probability proportional to their area, so every pixel is equally likely to
+    be seen. `patch` is the side of the model's input; targets are `patch * scale`.
+    """
+
+    def __init__(
+        self, images: list[np.ndarray], crappifier: Crappifier, *, scale: int, patch: int, batch_size: int
+    ):
+        super().__init__()
+        self.images, self.crappifier = images, crappifier
+        self.scale, self.patch, self.batch_size = scale, patch, batch_size
+        areas = np.array([img.shape[0] * img.shape[1] for img in images], dtype=np.float64)
+        self.weights = areas / areas.sum()
+
+    def sample(self, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        hr_side = self.patch * self.scale
+        img = self.images[int(rng.choice(len(self.images), p=self.weights))]
+        top = int(rng.integers(img.shape[0] - hr_side + 1))
+        left = int(rng.integers(img.shape[1] - hr_side + 1))
+        hr = random_dihedral(img[top : top + hr_side, left : left + hr_side], rng)
+        lr = self.crappifier(Image.fromarray(np.ascontiguousarray(hr)), rng).convert("RGB")
+        if lr.size != (self.patch, self.patch):
+            raise UsageError(
+                f"crappifier returned {lr.size[0]}x{lr.size[1]}, expected {self.patch}x{self.patch}"
+            )
+        return to_tensor(np.asarray(lr)), to_tensor(hr)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        # torch.initial_seed() is base_seed + worker id inside a worker: distinct, reproducible streams.
+        rng = np.random.default_rng(torch.initial_seed())
+        while True:
+            pairs = [self.sample(rng) for _ in range(self.batch_size)]
+            yield torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+
+
+def make_loader(stream: PatchStream, *, workers: int, seed: int) -> torch.utils.data.DataLoader:
+    """A DataLoader over pre-batched patches; `seed` fixes the worker streams (pass seed + step on resume)."""
+    generator = torch.Generator().manual_seed(seed)
+    kwargs: dict[str, Any] = {}
+    if workers > 0:
+        # fork shares the decoded photos copy-on-write instead of pickling them to every worker
+        kwargs = {"multiprocessing_context": "fork", "persistent_workers": True, "prefetch_factor": 4}
+    return torch.utils.data.DataLoader(
+        stream,
+        batch_size=None,
+        num_workers=workers,
+        generator=generator,
+        worker_init_fn=_seed_worker,
+        **kwargs,
+    )
+
+
+def _seed_worker(worker_id: int) -> None:
+    # Third-party code in a crappifier may use the global RNGs; give them the worker's seed too.
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    import random
+
+    random.seed(seed)
+
+
+def centre_crop(rgb: np.ndarray, side: int) -> np.ndarray:
+    top, left = (rgb.shape[0] - side) // 2, (rgb.shape[1] - side) // 2
+    return rgb[top : top + side, left : left + side]
+
+
+def mod_crop(rgb: np.ndarray, multiple: int) -> np.ndarray:
+    """Crop H and W down to a multiple of `multiple` (the SR papers' "modcrop")."""
+    h, w = rgb.shape[0] - rgb.shape[0] % multiple, rgb.shape[1] - rgb.shape[1] % multiple
+    return rgb[:h, :w]
+
+
+def degrade_pair(
+    hr: np.ndarray, crappifier: Crappifier, *, scale: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(input uint8, target uint8) for evaluation: target mod-cropped, input from a fixed-seed crappifier."""
+    hr = mod_crop(hr, scale)
+    lr = crappifier(Image.fromarray(hr), np.random.default_rng(seed)).convert("RGB")
+    return np.asarray(lr), hr
+
+
+def validation_pairs(
+    images: list[np.ndarray], crappifier: Crappifier, *, scale: int, crop: int, count: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """A small fixed validation set: centre crops of `count` photos spread over the set, fixed seeds."""
+    crop -= crop % scale
+    picks = sorted({int(i) for i in np.linspace(0, len(images) - 1, min(count, len(images))).round()})
+    pairs = []
+    for i in picks:
+        img = images[i]
+        side = min(crop, min(img.shape[:2]) - min(img.shape[:2]) % scale)
+        pairs.append(degrade_pair(centre_crop(img, side), crappifier, scale=scale, seed=i))
+    return pairs
+
+
+__all__ = [
+    "BicubicDownscale",
+    "Crappifier",
+    "PatchStream",
+    "centre_crop",
+    "degrade_pair",
+    "describe_crappifier",
+    "find_images",
+    "load_images",
+    "load_rgb_uint8",
+    "make_loader",
+    "mod_crop",
+    "resolve_crappifier",
+    "to_tensor",
+    "validation_pairs",
+]

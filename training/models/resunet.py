@@ -1,0 +1,113 @@
+"""A U-Net of residual blocks with residual cross connections, for 1x restoration (and upscaling).
+
+Down path: ResBlocks then a stride-2 conv per level. Up path: nearest (or pixel-shuffle) upsampling,
+the skip features passed through their own ResBlock ("cross connection") and concatenated, then
+ResBlocks. The input (upsampled when scale > 1) is added back at the end and the last conv is
+zero-initialised, so an untrained net is the identity.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ResBlock(nn.Module):
+    """conv-act-conv with an identity shortcut; the second conv starts at zero so the block starts as x."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.act = nn.SiLU()
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        nn.init.zeros_(self.conv2.weight)
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(self.act(self.conv1(x)))
+
+
+class UpBlock(nn.Module):
+    """Doubles the resolution: nearest + conv (no checkerboard) or conv + pixel shuffle."""
+
+    def __init__(self, c_in: int, c_out: int, mode: str):
+        super().__init__()
+        if mode not in ("nearest", "shuffle"):
+            raise ValueError(f"up must be 'nearest' or 'shuffle', got {mode!r}")
+        self.mode = mode
+        c_conv = c_out * 4 if mode == "shuffle" else c_out
+        self.conv = nn.Conv2d(c_in, c_conv, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.mode == "shuffle":
+            return F.pixel_shuffle(self.conv(x), 2)
+        return self.conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, int]:
+    """Reflect-pad H and W up to a multiple; returns the padded tensor and the original size."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        # Reflect needs pad < size; replicate covers tiny inputs.
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x = F.pad(x, (0, pw, 0, ph), mode=mode)
+    return x, h, w
+
+
+class ResUNet(nn.Module):
+    """U-Net of ResBlocks; `channels` gives the width of each level (len(channels) - 1 downsamplings)."""
+
+    def __init__(
+        self,
+        *,
+        scale: int = 1,
+        channels: tuple[int, ...] | list[int] = (32, 64, 128),
+        blocks: int = 2,
+        up: str = "nearest",
+    ):
+        super().__init__()
+        channels = tuple(int(c) for c in channels)
+        self.scale, self.levels = scale, len(channels) - 1
+        self.size_multiple = 2**self.levels
+        self.hparams = {"scale": scale, "channels": list(channels), "blocks": blocks, "up": up}
+        self.head = nn.Conv2d(3, channels[0], 3, padding=1)
+        self.down_blocks = nn.ModuleList(_blocks(c, blocks) for c in channels[:-1])
+        self.downs = nn.ModuleList(
+            nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(channels, channels[1:], strict=False)
+        )
+        self.middle = _blocks(channels[-1], blocks)
+        self.ups = nn.ModuleList(UpBlock(b, a, up) for a, b in zip(channels, channels[1:], strict=False))
+        self.cross = nn.ModuleList(ResBlock(c) for c in channels[:-1])
+        self.merges = nn.ModuleList(nn.Conv2d(2 * c, c, 1) for c in channels[:-1])
+        self.up_blocks = nn.ModuleList(_blocks(c, blocks) for c in channels[:-1])
+        self.tail = nn.Conv2d(channels[0], 3 * scale * scale, 3, padding=1)
+        nn.init.zeros_(self.tail.weight)
+        nn.init.zeros_(self.tail.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padded, h, w = pad_to_multiple(x, self.size_multiple)
+        feats = self.head(padded)
+        skips = []
+        for block, down in zip(self.down_blocks, self.downs, strict=True):
+            feats = block(feats)
+            skips.append(feats)
+            feats = down(feats)
+        feats = self.middle(feats)
+        for i in reversed(range(self.levels)):
+            feats = self.ups[i](feats)
+            feats = self.merges[i](torch.cat([feats, self.cross[i](skips[i])], dim=1))
+            feats = self.up_blocks[i](feats)
+        out = F.pixel_shuffle(self.tail(feats), self.scale) if self.scale > 1 else self.tail(feats)
+        out = out[..., : h * self.scale, : w * self.scale]
+        base = (
+            x
+            if self.scale == 1
+            else F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        )
+        return out + base
+
+
+def _blocks(channels: int, count: int) -> nn.Sequential:
+    return nn.Sequential(*(ResBlock(channels) for _ in range(count)))

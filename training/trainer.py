@@ -1,0 +1,386 @@
+"""The training loop: AdamW + one-cycle, bf16 autocast + channels_last on CPU (AMP on CUDA), EMA
+weights, gradient clipping, a step and/or wall-clock budget, checkpoints, validation against
+bicubic/identity, sample sheets and a loss curve in the run folder. DDP when started under torchrun.
+
+The schedule is a function of *progress* (the larger of steps done / `steps` and seconds spent /
+`minutes`), so a run budgeted in minutes still anneals to the end of its time.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from photosr.errors import UsageError
+
+from . import ddp
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .data import PatchStream, describe_crappifier, find_images, load_images, make_loader, resolve_crappifier
+from .data import validation_pairs as make_validation_pairs
+from .evaluate import bicubic_upscale, score_pairs, torch_predictor
+from .models import build_model, count_parameters, default_arch
+from .reports import loss_curve, sample_sheet, save_png
+
+Callback = Callable[[dict[str, Any]], None]
+
+
+def one_cycle_lr(
+    progress: float, peak: float, pct_start: float, div: float = 25.0, final_div: float = 1e4
+) -> float:
+    """torch's OneCycleLR shape (cosine up from peak/div, cosine down to peak/div/final_div) on 0..1."""
+    progress = min(max(progress, 0.0), 1.0)
+    start, end = peak / div, peak / div / final_div
+    if progress < pct_start:
+        t = progress / pct_start
+        return start + (peak - start) * (1 - math.cos(math.pi * t)) / 2
+    t = (progress - pct_start) / (1 - pct_start)
+    return end + (peak - end) * (1 + math.cos(math.pi * t)) / 2
+
+
+class EMA:
+    """Exponential moving average of a model's weights (buffers copied), the weights we validate and ship."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.model = copy.deepcopy(model).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, step: int) -> None:
+        # Short runs: ramp the decay up so early weights do not dominate (as timm/BasicSR do).
+        decay = min(self.decay, (1 + step) / (10 + step))
+        ema_params = list(self.model.parameters())
+        torch._foreach_lerp_(ema_params, [p.detach() for p in model.parameters()], 1 - decay)
+        for ema_buf, buf in zip(self.model.buffers(), model.buffers(), strict=True):
+            ema_buf.copy_(buf)
+
+
+@dataclass
+class RunState:
+    """Counters that survive a resume."""
+
+    step: int = 0
+    seconds: float = 0.0
+    history: dict[str, list] = field(default_factory=lambda: {"step": [], "loss": [], "val": []})
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    checkpoint: Path
+    step: int
+    seconds: float
+    parameters: int
+    metrics: dict[str, Any]
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """bf16 where the hardware has it ("measured 2.7x faster" on this project's AVX512-BF16 CPU)."""
+    if precision == "fp32":
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    has_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+    return torch.bfloat16 if precision == "bf16" or has_bf16 else None
+
+
+def new_model(cfg: TrainConfig) -> tuple[str, nn.Module]:
+    arch = default_arch(cfg.task) if cfg.arch == "auto" else cfg.arch
+    model = build_model(arch, scale=cfg.scale, **cfg.model)
+    if cfg.init_from:
+        init = load_checkpoint(cfg.init_from)
+        if init["arch"] != arch or init["hparams"] != model.hparams:
+            raise UsageError(
+                f"init-from has {init['arch']} {init['hparams']}, this run {arch} {model.hparams}"
+            )
+        model.load_state_dict(init.get("ema") or init["model"])
+    return arch, model
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    # No decay on biases and per-channel scalars (PReLU slopes): decaying them only hurts.
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    rest = [p for p in model.parameters() if p.ndim < 2]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99))
+
+
+def build_loss(cfg: TrainConfig) -> tuple[Callable, nn.Module | None]:
+    """The other half of the package: `losses.build_losses`; plain L1 until that module is there."""
+    try:
+        from .losses import LossConfig, build_losses
+    except ImportError:
+        if cfg.loss:
+            raise UsageError("loss settings given but photosr.training.losses is not available") from None
+        return (lambda sr, hr: (F.l1_loss(sr, hr), {"l1": F.l1_loss(sr, hr).detach()})), None
+    return build_losses(LossConfig(**cfg.loss))
+
+
+class Trainer:
+    """Holds the pieces of a run; `fit()` is the loop."""
+
+    def __init__(
+        self, cfg: TrainConfig, run_dir: Path, *, resume: bool = False, callback: Callback | None = None
+    ):
+        self.cfg, self.run_dir, self.callback = cfg, Path(run_dir), callback
+        self.dist = ddp.DistContext.from_env()
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.device = self.dist.device(pick_device(cfg.device))
+        self.amp_dtype = autocast_dtype(cfg.precision, self.device)
+        self.arch, model = new_model(cfg)
+        self.model = model.to(self.device)
+        self.ema = EMA(model, cfg.ema_decay) if cfg.ema_decay else None
+        if cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.optimizer = build_optimizer(self.model, cfg)
+        self.loss_fn, self.critic = build_loss(cfg)
+        self.critic_opt = torch.optim.AdamW(self.critic.parameters(), lr=cfg.lr) if self.critic else None
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        self.state = RunState()
+        self.crappifier = resolve_crappifier(cfg.recipe, task=cfg.task, scale=cfg.scale)
+        if resume:
+            self._restore(load_checkpoint(self.run_dir / "last.pt"))
+        self.net = self.dist.wrap(self.model)
+        self.val_pairs: list = []
+        self.last_metrics: dict[str, Any] = {}
+
+    # ---- setup helpers -------------------------------------------------------------------------
+    def _restore(self, payload: dict[str, Any]) -> None:
+        self.model.load_state_dict(payload["model"])
+        if self.ema and payload.get("ema"):
+            self.ema.model.load_state_dict(payload["ema"])
+        self.optimizer.load_state_dict(payload["optimizer"])
+        if self.critic and payload.get("critic"):
+            self.critic.load_state_dict(payload["critic"])
+            self.critic_opt.load_state_dict(payload["critic_optimizer"])
+        self.state = RunState(int(payload["step"]), float(payload["seconds"]), payload["history"])
+
+    def load_data(self) -> torch.utils.data.DataLoader:
+        cfg = self.cfg
+        paths = find_images(cfg.data)
+        images = load_images(paths, min_side=cfg.patch * cfg.scale, limit=cfg.max_images)
+        self.log(f"data: {len(images)} photos, {sum(i.size for i in images) / 3e6:.1f} MP in memory")
+        stream = PatchStream(
+            images, self.crappifier, scale=cfg.scale, patch=cfg.patch, batch_size=cfg.batch_size
+        )
+        # A different stream after a resume and on every rank, all reproducible from `seed`.
+        seed = cfg.seed + self.state.step + 1_000_003 * self.dist.rank
+        return make_loader(stream, workers=cfg.workers, seed=seed)
+
+    def load_validation(self) -> None:
+        cfg = self.cfg
+        if not cfg.val or not self.dist.is_main:
+            return
+        images = load_images(find_images([cfg.val]), min_side=cfg.scale * 8)
+        self.val_pairs = make_validation_pairs(
+            images, self.crappifier, scale=cfg.scale, crop=cfg.val_crop, count=cfg.val_crops
+        )
+
+    # ---- the loop ------------------------------------------------------------------------------
+    def progress(self) -> float:
+        cfg, s = self.cfg, self.state
+        parts = [
+            s.step / cfg.steps if cfg.steps else 0.0,
+            s.seconds / (60 * cfg.minutes) if cfg.minutes else 0.0,
+        ]
+        return self.dist.max(max(parts)) if cfg.minutes else max(parts)
+
+    def fit(self) -> TrainResult:
+        cfg = self.cfg
+        if not cfg.steps and not cfg.minutes:
+            raise UsageError("give a budget: steps or minutes")
+        torch.manual_seed(cfg.seed + self.state.step)
+        batches = iter(self.load_data())
+        self.load_validation()
+        self.log(f"model: {self.arch} {self.model.hparams}, {count_parameters(self.model):,} parameters")
+        self.log(f"device {self.device}, autocast {self.amp_dtype}, threads {torch.get_num_threads()}")
+        self.log(f"crappifier: {json.dumps(describe_crappifier(self.crappifier))}")
+        losses: list[float] = []
+        window = (self.state.step, time.perf_counter())  # (step, time) the steps/h figure counts from
+        tick = window[1]
+        while self.progress() < 1.0:
+            losses.append(self.train_step(*next(batches)))
+            self.state.step += 1
+            now = time.perf_counter()
+            self.state.seconds, tick = self.state.seconds + now - tick, now
+            if self.state.step % cfg.log_every == 0:
+                self.log_progress(float(np.mean(losses)), (self.state.step - window[0]) / (now - window[1]))
+                losses, window = [], (self.state.step, now)
+            if self.state.step % cfg.val_every == 0:
+                self.validate()
+            if self.state.step % cfg.checkpoint_every == 0:
+                self.save()
+            if self.state.step % cfg.val_every == 0 or self.state.step % cfg.checkpoint_every == 0:
+                # Validation and saving do not count against the budget or the speed figure.
+                tick = time.perf_counter()
+                window = (self.state.step, tick)
+        metrics = self.validate() if self.state.step % cfg.val_every else self.last_metrics
+        path = self.save()
+        self.write_reports()
+        params = count_parameters(self.model)
+        return TrainResult(self.run_dir, path, self.state.step, self.state.seconds, params, metrics)
+
+    def train_step(self, lr_in: torch.Tensor, hr: torch.Tensor) -> float:
+        cfg = self.cfg
+        for group in self.optimizer.param_groups:
+            group["lr"] = one_cycle_lr(self.progress(), cfg.lr, cfg.pct_start)
+        fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        lr_in = lr_in.to(self.device, memory_format=fmt, non_blocking=True)
+        hr = hr.to(self.device, non_blocking=True)
+        self.net.train()
+        with torch.autocast(
+            self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
+        ):
+            sr = self.net(lr_in)
+        loss, _parts = self.loss_fn(sr.float(), hr)
+        if self.critic is not None:
+            loss = loss + self.adversarial_loss(sr.float(), hr)
+        self.optimizer.zero_grad(set_to_none=True)
+        self._backward_and_step(loss)
+        if self.critic is not None:
+            self.critic_step(sr.detach().float(), hr)
+        if self.ema:
+            self.ema.update(self.model, self.state.step)
+        return float(loss.detach())
+
+    def _backward_and_step(self, loss: torch.Tensor) -> None:
+        if self.scaler:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        if self.cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+
+    def adversarial_loss(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        from .losses import relativistic_generator_loss
+
+        self.critic.requires_grad_(False)
+        weight = float(self.cfg.loss.get("adversarial", 0.0) or 0.0)
+        loss = relativistic_generator_loss(self.critic(hr), self.critic(sr))
+        self.critic.requires_grad_(True)
+        return weight * loss
+
+    def critic_step(self, sr: torch.Tensor, hr: torch.Tensor) -> None:
+        from .losses import relativistic_critic_loss
+
+        loss = relativistic_critic_loss(self.critic(hr), self.critic(sr))
+        self.critic_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.critic_opt.step()
+
+    # ---- validation, checkpoints, reports ------------------------------------------------------
+    def eval_model(self) -> nn.Module:
+        return self.ema.model if self.ema else self.model
+
+    def validate(self) -> dict[str, Any]:
+        if not self.val_pairs:
+            return {}
+        model = self.eval_model().eval()
+        table = score_pairs(
+            self.val_pairs, {"model": torch_predictor(model)}, scale=self.cfg.scale, with_ssim=False
+        )
+        self.last_metrics = {"step": self.state.step, "val": table}
+        self.state.history["val"].append([self.state.step, table["model"]["psnr"]])
+        base = next(k for k in table if k != "model")
+        self.log(
+            f"val step {self.state.step}: PSNR-Y {table['model']['psnr']:.3f} dB, {base} {table[base]['psnr']:.3f} dB,"
+            f" gain {table['model']['gain_db']:+.3f} dB"
+        )
+        self.emit({"event": "val", "step": self.state.step, "psnr": table["model"]["psnr"], "table": table})
+        return self.last_metrics
+
+    def save(self) -> Path:
+        path = self.run_dir / "last.pt"
+        if not self.dist.is_main:
+            return path
+        extra: dict[str, Any] = {
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.state.step,
+            "seconds": self.state.seconds,
+            "history": self.state.history,
+            "metrics": self.last_metrics,
+        }
+        if self.ema:
+            extra["ema"] = self.ema.model.state_dict()
+        if self.critic:
+            extra |= {"critic": self.critic.state_dict(), "critic_optimizer": self.critic_opt.state_dict()}
+        return save_checkpoint(path, cfg=self.cfg, arch=self.arch, model=self.model, **extra)
+
+    def write_reports(self) -> None:
+        if not self.dist.is_main:
+            return
+        h = self.state.history
+        save_png(loss_curve(h["step"], h["loss"], [tuple(v) for v in h["val"]]), self.run_dir / "loss.png")
+        if self.val_pairs:
+            predict = torch_predictor(self.eval_model().eval())
+            rows = [(bicubic_upscale(lr, self.cfg.scale), predict(lr), hr) for lr, hr in self.val_pairs[:4]]
+            sheet = sample_sheet(
+                rows, ["input (bicubic)" if self.cfg.scale > 1 else "input", "model", "target"]
+            )
+            save_png(sheet, self.run_dir / "samples.png")
+
+    def log_progress(self, loss: float, rate: float) -> None:
+        self.state.history["step"].append(self.state.step)
+        self.state.history["loss"].append(loss)
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.log(
+            f"step {self.state.step} loss {loss:.5f} lr {lr:.2e} {rate * 3600:,.0f} steps/h"
+            f" {self.state.seconds / 60:.1f} min ({100 * self.progress():.1f}%)"
+        )
+        self.emit({"event": "step", "step": self.state.step, "loss": loss, "progress": self.progress()})
+
+    def log(self, message: str) -> None:
+        if not self.dist.is_main:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with open(self.run_dir / "log.txt", "a", encoding="utf-8") as f:
+            f.write(f"{stamp} {message}\n")
+        self.emit({"event": "log", "message": message})
+
+    def emit(self, event: dict[str, Any]) -> None:
+        if self.callback and self.dist.is_main:
+            self.callback(event)
+
+
+def train(
+    cfg: TrainConfig, run_dir: Path, *, resume: bool = False, callback: Callback | None = None
+) -> TrainResult:
+    """Train one run to its budget; `resume` continues `run_dir/last.pt` from its step."""
+    return Trainer(cfg, run_dir, resume=resume, callback=callback).fit()
+
+
+__all__ = [
+    "EMA",
+    "RunState",
+    "TrainResult",
+    "Trainer",
+    "autocast_dtype",
+    "one_cycle_lr",
+    "pick_device",
+    "train",
+]

@@ -122,6 +122,8 @@ def test_daemon_end_to_end_then_sigterm_and_status(tmp_path, env):
         (src / "half.png.part").unlink()
         photo(src / "half.png", 6)
         wait_for(lambda: "half.png" in outputs(out), what="renamed download")
+        live = photosr(env, str(src), "--status")
+        assert f"running (pid {daemon.pid})" in live.stdout, live.stdout + live.stderr
         started = time.monotonic()
         code = stop(daemon)
         assert code == 0 and time.monotonic() - started < 10

@@ -323,3 +323,14 @@ def _capture(function: Callable[[], None], errors: list[BaseException]) -> None:
         function()
     except BaseException as err:
         errors.append(err)
+
+
+def test_workers_are_recycled_after_n_files(dirs):
+    src, out = dirs
+    cfg = config(src, out, recycle_after=2)
+    for i in range(5):
+        (src / f"{i}.png").write_bytes(b"PID")
+    with running(cfg):
+        wait_for(lambda: len(list(out.glob("*.png"))) == 5)
+    pids = [int((out / f"{i}.png").read_text()) for i in range(5)]
+    assert len(set(pids)) == 3  # 2 + 2 + 1 files, each pair in a fresh process

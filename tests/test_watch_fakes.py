@@ -3,7 +3,7 @@ import it to unpickle the factory, do not pay for importing pytest and the test 
 
 The fake copies the input's bytes (upper-cased, so an output is told from its input) and reacts to
 markers in the content: BAD fails, HANG never returns (time limit), FLAKY:<counter file> fails with a
-full disk until its second call, CRASH kills its own worker.
+full disk until its second call, CRASH kills its own worker, PID writes the worker's pid.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ def _fake_process(src: Path, dst: Path) -> FakeResult:
         return FakeResult(src, dst, "failed", f"{src}: not an image")
     if data.startswith(b"HANG"):
         time.sleep(3600)
+    if data.startswith(b"PID"):  # which worker process did this one
+        dst.write_bytes(str(os.getpid()).encode())
+        return FakeResult(src, dst, "ok")
     if data.startswith(b"CRASH"):
         os._exit(3)
     if data.startswith(b"FLAKY:"):

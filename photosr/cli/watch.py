@@ -177,6 +177,8 @@ def _process_options(values: dict[str, Any], workers: int) -> ProcessOptions:
               help="Seconds between full rescans for missed events (0 = never).")  # fmt: skip
 @click.option("--retries", type=click.IntRange(min=1), default=5, show_default=True,
               help="Attempts for transient errors (file locked, disk full), with backoff.")  # fmt: skip
+@click.option("--recycle-after", type=click.IntRange(min=0), default=1000, show_default=True, metavar="FILES",
+              help="Replace each worker process with a fresh one after this many files (0 = never).")  # fmt: skip
 @click.option("--log-json", is_flag=True, help="Log one JSON object per line instead of key=value.")
 @click.option("--status", "show_status", is_flag=True, help="Print counts and the last errors, then exit.")
 @click.option("--json", "as_json", is_flag=True, help="With --status: print JSON.")

@@ -38,6 +38,7 @@ class WatchConfig:
     rescan: float = 300.0  # full rescan of IN for events the OS dropped (0 = never)
     retries: int = 5  # attempts for transient errors (file locked, disk full), with backoff
     queue_size: int = 0  # files taken but not yet started; 0 = 2 x workers
+    recycle_after: int = 1000  # files per worker process before a fresh one replaces it (0 = never)
     format: str = "keep"  # output naming, as in `photosr run`
     suffix: str = ""
 
@@ -60,6 +61,7 @@ class WatchConfig:
             (self.rescan >= 0, f"rescan must be >= 0 seconds (0 = never), got {self.rescan}"),
             (self.retries >= 1, f"retries must be >= 1, got {self.retries}"),
             (self.queue_size >= 0, f"queue size must be >= 0, got {self.queue_size}"),
+            (self.recycle_after >= 0, f"recycle after must be >= 0 files, got {self.recycle_after}"),
             (_resolved(self.in_dir) != _resolved(self.out_dir), "the output folder must not be the input"),
         ]
 

@@ -144,7 +144,8 @@ class Daemon:
         workers: list[Worker] = []
         try:
             for index in range(self.config.workers):
-                workers.append(Worker(self._factory, name=f"photosr-worker-{index}"))
+                name = f"photosr-worker-{index}"
+                workers.append(Worker(self._factory, name=name, recycle_after=self.config.recycle_after))
                 workers[-1].start()
         except BaseException:
             for worker in workers:

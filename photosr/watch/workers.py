@@ -121,9 +121,13 @@ class WorkerStartError(PhotosrError):
 class Worker:
     """The parent's handle on one worker process; `run` is called from one thread at a time."""
 
-    def __init__(self, factory: ProcessorFactory, *, name: str = "photosr-worker"):
+    def __init__(self, factory: ProcessorFactory, *, name: str = "photosr-worker", recycle_after: int = 0):
         self._factory = factory
         self._name = name
+        # A process that has run for months accumulates what decoders and runtimes never give back;
+        # a fresh one after `recycle_after` files (0 = never) costs one start-up, well under a second.
+        self._recycle_after = recycle_after
+        self._files = 0
         self._ctx = multiprocessing.get_context("spawn")
         self._proc: Any = None
         self._conn: Connection | None = None
@@ -139,6 +143,7 @@ class Worker:
             target=_worker_main, args=(child_conn, self._factory), name=self._name, daemon=True
         )
         self._proc.start()
+        self._files = 0
         child_conn.close()
         self._conn = parent_conn
         try:
@@ -165,7 +170,11 @@ class Worker:
                 if timeout and time.monotonic() - start > timeout:
                     self.kill()
                     return Outcome("timeout", f"{src}: took longer than {timeout:g} s; stopped", timeout)
-            return self._conn.recv()
+            outcome = self._conn.recv()
+            self._files += 1
+            if self._recycle_after and self._files >= self._recycle_after:
+                self.stop()  # the next file starts a fresh process
+            return outcome
         except (EOFError, OSError):
             if self._proc is not None:
                 self._proc.join(1.0)  # reap it, so exitcode tells how it died

@@ -767,6 +767,7 @@ def output_suffix(path: Path, fmt: str) -> Path:
 def _quantize(x: np.ndarray, bit_depth: int) -> np.ndarray:
     top = 255 if bit_depth == 8 else 65535
     scaled = np.multiply(x, np.float32(top), dtype=np.float32)
+    np.nan_to_num(scaled, copy=False, nan=0.0)  # a NaN from a model must not become random bytes
     np.clip(scaled, 0.0, top, out=scaled)
     scaled += np.float32(0.5)  # then truncation rounds to nearest
     return scaled.astype(np.uint8 if bit_depth == 8 else np.uint16)
@@ -861,6 +862,9 @@ def _metadata(photo: Photo, strip: bool) -> _Meta:
     return _Meta(exif, _fixed_xmp(photo.info.xmp), photo.info.dpi)
 
 
+_JPEG_EXIF_LIMIT = 65533 - 8  # APP1 payload minus the segment length field, with margin
+
+
 def _fixed_exif(raw: bytes, size: tuple[int, int]) -> bytes | None:
     """EXIF with Orientation=1, the new pixel size, and no thumbnail (it would show the old photo)."""
     try:
@@ -871,7 +875,12 @@ def _fixed_exif(raw: bytes, size: tuple[int, int]) -> bytes | None:
         data["Exif"][piexif.ExifIFD.PixelXDimension] = size[0]
         data["Exif"][piexif.ExifIFD.PixelYDimension] = size[1]
         data["1st"], data["thumbnail"] = {}, None
-        return piexif.dump(data)
+        dumped = piexif.dump(data)
+        if len(dumped) > _JPEG_EXIF_LIMIT:
+            # A JPEG APP1 segment holds 64 KB; the maker note is what usually overflows it.
+            data["Exif"].pop(piexif.ExifIFD.MakerNote, None)
+            dumped = piexif.dump(data)
+        return dumped if len(dumped) <= _JPEG_EXIF_LIMIT else None
     except Exception:  # piexif raises bare ValueError/KeyError/struct.error on odd maker data
         return _fixed_exif_pillow(raw, size)
 
@@ -884,7 +893,8 @@ def _fixed_exif_pillow(raw: bytes, size: tuple[int, int]) -> bytes | None:
         exif[0x0112] = 1
         sub = exif.get_ifd(0x8769)
         sub[0xA002], sub[0xA003] = size
-        return exif.tobytes()  # Pillow adds the "Exif\0\0" header itself
+        out = exif.tobytes()  # Pillow adds the "Exif\0\0" header itself
+        return out if len(out) <= _JPEG_EXIF_LIMIT else None
     except Exception:
         return None  # unreadable EXIF is dropped rather than failing the write
 

@@ -396,3 +396,31 @@ def test_tiff16_writer_layout(tmp_path: Path) -> None:
     count = struct.unpack_from("<H", data, ifd)[0]
     tags = [struct.unpack_from("<H", data, ifd + 2 + 12 * i)[0] for i in range(count)]
     assert tags == sorted(tags) and 338 in tags and 34675 in tags
+
+
+def test_oversized_maker_note_dropped_rest_kept(tmp_path: Path) -> None:
+    data = piexif.load(exif_bytes())
+    data["Exif"][piexif.ExifIFD.MakerNote] = b"\x01" * 70_000  # more than a JPEG APP1 segment holds
+    out = save_photo(_photo(exif=piexif.dump(data)), tmp_path / "m.jpg", format="jpeg")
+    with Image.open(out) as img:
+        exif = img.getexif()
+        assert exif[0x010F] == "PhotosrCam"
+        assert 0x927C not in exif.get_ifd(0x8769)
+
+
+def test_nan_and_out_of_range_pixels_saved_sanely(tmp_path: Path) -> None:
+    rgb = np.array([[[np.nan, 2.0, -1.0]]], dtype=np.float32)
+    out = save_photo(Photo(rgb=rgb), tmp_path / "n.png")
+    with Image.open(out) as img:
+        assert img.getpixel((0, 0)) == (0, 255, 0)
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "webp", "tiff"])
+@pytest.mark.parametrize("size", [(1, 1), (1, 7), (5, 1)])
+def test_tiny_photos(tmp_path: Path, fmt: str, size: tuple[int, int]) -> None:
+    rgb = np.full((size[1], size[0], 3), 0.5, np.float32)
+    info = SourceInfo(exif=exif_bytes(6), bit_depth=16 if fmt in ("png", "tiff") else 8)
+    out = save_photo(Photo(rgb=rgb, info=info), tmp_path / "t", format=fmt)
+    back = load_photo(out)
+    assert back.size == size
+    assert_close(back.rgb, 0.5, 0.02, f"{fmt} {size}")

@@ -1,17 +1,26 @@
 """Decode any photo into the `Photo` contract, and encode a `Photo` back faithfully.
 
 Loading: every Pillow mode is normalized to HxWx3 float32 sRGB-encoded 0..1 plus straight alpha; the EXIF
-orientation is applied (pixels upright, the source value recorded); an embedded ICC profile is converted
-to sRGB (kept in `info.icc_profile` for saving); grey stays marked grey; 16-bit stays 16-bit. Saving puts
-back what the source had: grey, alpha, 16 bits, EXIF (orientation reset, dimensions fixed), DPI and a
-colour profile, written atomically.
+orientation is applied (pixels upright, the source value recorded; Pillow turns TIFFs and pillow-heif
+turns HEIFs themselves, which is recorded but not repeated); an embedded ICC profile is converted to sRGB
+(the bytes kept in `info.icc_profile`); grey stays marked grey; 16-bit stays 16-bit. Value conventions:
+I;16 and I are 0..65535 (I clipped to it), F is 0..1 (clipped, NaN -> 0), CMYK without a profile uses
+Pillow's formula. Colours outside sRGB are clipped (the contract is 0..1), so a wide-gamut source comes
+back from `keep_source_profile` with its most saturated colours pulled in.
+
+Saving puts back what the source had: grey (L / I;16), alpha (JPEG: composited over white, as a viewer
+shows it), 16 bits for PNG/TIFF, EXIF via piexif (Orientation=1, PixelX/YDimension = new size, stale
+thumbnail dropped; Pillow's EXIF writer as fallback), XMP (its orientation reset too), DPI, and an sRGB
+profile - or the source's own with the pixels converted back. Writes are atomic: a dot-named
+`.photosr-tmp` file in the destination folder, fsync, `os.replace`.
 
 16-bit colour: Pillow has no 16-bit RGB mode and decodes 16-bit RGB(A) PNG/TIFF to 8 bits by keeping the
 high byte of each sample. We decode such files a second time with the byte order of the raw mode swapped
 (`RGB;16B` -> `RGB;16L`), which makes Pillow's own unpacker keep the *low* bytes, and join the two; the PNG
 filters and TIFF decompression still run in Pillow's C code. Pillow cannot write 16-bit colour either, so
 all 16-bit output goes through two small writers at the end of this module (PNG chunks via zlib +
-struct, a baseline Deflate TIFF).
+struct, a Deflate TIFF whose IFD Pillow serializes). ICC conversion of 16-bit pixels runs in float32 for
+matrix/TRC profiles (LittleCMS via ImageCms only has 8-bit RGB).
 """
 
 from __future__ import annotations

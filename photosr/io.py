@@ -776,8 +776,9 @@ def output_suffix(path: Path, fmt: str) -> Path:
 def _quantize(x: np.ndarray, bit_depth: int) -> np.ndarray:
     top = 255 if bit_depth == 8 else 65535
     scaled = np.multiply(x, np.float32(top), dtype=np.float32)
-    np.nan_to_num(scaled, copy=False, nan=0.0)  # a NaN from a model must not become random bytes
-    np.clip(scaled, 0.0, top, out=scaled)
+    # fmax/fmin pick the number over a NaN: a NaN from a model becomes 0, never random bytes.
+    np.fmax(scaled, np.float32(0.0), out=scaled)
+    np.fmin(scaled, np.float32(top), out=scaled)
     scaled += np.float32(0.5)  # then truncation rounds to nearest
     return scaled.astype(np.uint8 if bit_depth == 8 else np.uint16)
 

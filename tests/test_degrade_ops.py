@@ -290,3 +290,17 @@ def test_composites():
 def test_bad_parameters_name_the_parameter(make, needle):
     with pytest.raises(UsageError, match=needle):
         make()
+
+
+def test_fft_convolution_matches_direct_convolution():
+    from photosr.training.degrade.blur import convolve
+
+    rng = np.random.default_rng(0)
+    rgb = rng.random((13, 11, 3)).astype(np.float32)  # odd sizes: padding to fast FFT lengths
+    kernel = rng.random((7, 7))
+    kernel /= kernel.sum()
+    padded = np.pad(rgb, ((3, 3), (3, 3), (0, 0)), mode="reflect")
+    direct = sum(
+        kernel[i, j] * padded[6 - i : 6 - i + 13, 6 - j : 6 - j + 11] for i in range(7) for j in range(7)
+    )
+    assert np.abs(convolve(rgb, kernel) - direct).max() < 1e-5

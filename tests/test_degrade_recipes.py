@@ -198,3 +198,14 @@ def test_bad_recipes_name_the_file_and_key(tmp_path, body, needle):
     with pytest.raises(UsageError, match=needle) as err:
         load_crappifier(str(path), task="upscale", scale=2)
     assert str(err.value).startswith(str(path))
+
+
+def test_the_readme_example_recipe_runs(tmp_path):
+    from photosr.training.degrade.recipe import RECIPES_DIR
+
+    readme = (RECIPES_DIR.parent / "degrade" / "README.md").read_text()
+    block = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = _write(tmp_path, "readme.toml", block)
+    for task, scale in (("upscale", 2), ("restore", 1)):
+        crap = load_crappifier(str(path), task=task, scale=scale)
+        assert crap(_photo(), np.random.default_rng(0)).size == (64 // scale, 48 // scale)

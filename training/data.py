@@ -37,45 +37,16 @@ IMAGE_SUFFIXES = {
 Crappifier = Callable[[Image.Image, np.random.Generator], Image.Image]
 
 
-class BicubicDownscale:
-    """The SR papers' degradation: antialiased bicubic downscaling by `scale` (Pillow's BICUBIC).
-
-    Used for `recipe = "bicubic"`, the setting the upscale targets are measured with.
-    """
-
-    def __init__(self, scale: int):
-        self.scale = scale
-
-    def __call__(self, hr: Image.Image, rng: np.random.Generator) -> Image.Image:
-        size = (hr.width // self.scale, hr.height // self.scale)
-        return hr.resize(size, Image.Resampling.BICUBIC)
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "name": "bicubic",
-            "op": "downscale",
-            "filter": "bicubic (Pillow, antialiased)",
-            "scale": self.scale,
-        }
-
-    def source_hash(self) -> str | None:
-        return None
-
-
 def resolve_crappifier(spec: str | None, *, task: str, scale: int) -> Crappifier:
-    """The degradation for a run: "bicubic", or anything `photosr.training.degrade.load_crappifier` takes."""
+    """The degradation of a run, from `photosr.training.degrade.load_crappifier`.
+
+    "bicubic" is kept as an alias of the `upscale` preset (Pillow's antialiased bicubic downscale by
+    the model's scale, the SR papers' protocol): the first upscale runs recorded that name.
+    """
+    from .degrade import load_crappifier
+
     if spec == "bicubic":
-        if task != "upscale":
-            raise UsageError(f"recipe 'bicubic' only makes sense for upscaling, not task {task!r}")
-        return BicubicDownscale(scale)
-    try:
-        from .degrade import load_crappifier
-    except ImportError as err:
-        if spec is None and task == "upscale":
-            return BicubicDownscale(scale)
-        raise UsageError(
-            f"the crappification library is not available ({err}); use recipe 'bicubic'"
-        ) from err
+        spec = "upscale"
     return load_crappifier(spec, task=task, scale=scale)
 
 
@@ -249,7 +220,6 @@ def validation_pairs(
 
 
 __all__ = [
-    "BicubicDownscale",
     "Crappifier",
     "PatchStream",
     "centre_crop",

@@ -1,8 +1,8 @@
 """PSNR / SSIM the way the super-resolution papers report them, and scoring tables.
 
 Protocol: results quantised to 8 bits, compared on the Y channel of BT.601 studio-range YCbCr (MATLAB's
-`rgb2ycbcr`, 16..235), with `scale` pixels cropped from every border (1 for 1x tasks is not cropped:
-border = scale only when scale > 1). SSIM is Wang et al.'s: 11x11 Gaussian window, sigma 1.5,
+`rgb2ycbcr`, 16..235), with `scale` pixels cropped from every border when upscaling (nothing cropped
+for 1x tasks). SSIM is Wang et al.'s: 11x11 Gaussian window, sigma 1.5,
 K1 = 0.01, K2 = 0.03 on the 0..255 range.
 """
 
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,10 +47,11 @@ def psnr(a: np.ndarray, b: np.ndarray, *, border: int = 0, y_only: bool = True) 
     return float("inf") if mse == 0 else 10.0 * np.log10(255.0**2 / mse)
 
 
-def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+def _gaussian_blur(x: torch.Tensor, size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """'valid' Gaussian filtering, separably (same result as the 2-D window, ~5x cheaper)."""
     g = torch.exp(-((torch.arange(size, dtype=torch.float64) - size // 2) ** 2) / (2 * sigma**2))
     g /= g.sum()
-    return (g[:, None] * g[None, :])[None, None]
+    return F.conv2d(F.conv2d(x, g.view(1, 1, size, 1)), g.view(1, 1, 1, size))
 
 
 def ssim(a: np.ndarray, b: np.ndarray, *, border: int = 0) -> float:
@@ -57,12 +60,11 @@ def ssim(a: np.ndarray, b: np.ndarray, *, border: int = 0) -> float:
         raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
     x = torch.from_numpy(_crop(y_channel(a), border))[None, None]
     y = torch.from_numpy(_crop(y_channel(b), border))[None, None]
-    win = _gaussian_window()
     c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    mu_x, mu_y = F.conv2d(x, win), F.conv2d(y, win)
-    var_x = F.conv2d(x * x, win) - mu_x**2
-    var_y = F.conv2d(y * y, win) - mu_y**2
-    cov = F.conv2d(x * y, win) - mu_x * mu_y
+    mu_x, mu_y = _gaussian_blur(x), _gaussian_blur(y)
+    var_x = _gaussian_blur(x * x) - mu_x**2
+    var_y = _gaussian_blur(y * y) - mu_y**2
+    cov = _gaussian_blur(x * y) - mu_x * mu_y
     num = (2 * mu_x * mu_y + c1) * (2 * cov + c2)
     den = (mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2)
     return float((num / den).mean())
@@ -141,7 +143,52 @@ def torch_predictor(model: torch.nn.Module, *, device: str = "cpu") -> Predictor
     return predict
 
 
+def plugin_predictor(plugin_dir: str | Path, *, threads: int = 0) -> tuple[Predictor, Any]:
+    """Run an exported plugin through photosr's own engine (tiling included), as `photosr run` would."""
+    from photosr.engine import EngineOptions
+    from photosr.plugins import Plugin
+
+    plugin = Plugin(plugin_dir)
+    session = plugin.session(EngineOptions(device="cpu", threads=threads))
+
+    def predict(lr: np.ndarray) -> np.ndarray:
+        return plugin.infer(session, lr.astype(np.float32) / 255.0)
+
+    return predict, plugin.manifest
+
+
+def full_pairs(
+    data: str | Path, crappifier: Any, *, scale: int, limit: int = 0
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Whole photos of a folder (mod-cropped) and their degraded inputs, with fixed per-photo seeds."""
+    from .data import degrade_pair, find_images, load_rgb_uint8
+
+    paths = find_images([data])[: limit or None]
+    return [degrade_pair(load_rgb_uint8(p), crappifier, scale=scale, seed=i) for i, p in enumerate(paths)]
+
+
+def evaluate_plugin(
+    plugin_dir: str | Path, data: str | Path, *, recipe: str | None = None, limit: int = 0, threads: int = 0
+) -> dict[str, dict[str, float]]:
+    """PSNR/SSIM of a plugin on a folder, against bicubic (upscale) or the damaged input (1x tasks).
+
+    The degradation is `recipe`, else the one the plugin was trained with (its manifest's provenance).
+    """
+    from .data import resolve_crappifier
+
+    predict, manifest = plugin_predictor(plugin_dir, threads=threads)
+    if recipe is None:
+        trained = dict(manifest.training).get("recipe")
+        recipe = None if trained in (None, "", "(task preset)") else trained
+    crappifier = resolve_crappifier(recipe, task=manifest.task, scale=manifest.model.scale)
+    pairs = full_pairs(data, crappifier, scale=manifest.model.scale, limit=limit)
+    return score_pairs(pairs, {manifest.name: predict}, scale=manifest.model.scale)
+
+
 __all__ = [
+    "evaluate_plugin",
+    "full_pairs",
+    "plugin_predictor",
     "Predictor",
     "Scores",
     "bicubic_upscale",

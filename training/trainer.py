@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from photosr.errors import UsageError
@@ -30,6 +29,7 @@ from .config import TrainConfig
 from .data import PatchStream, describe_crappifier, find_images, load_images, make_loader, resolve_crappifier
 from .data import validation_pairs as make_validation_pairs
 from .evaluate import bicubic_upscale, score_pairs, torch_predictor
+from .losses import LossConfig, build_losses, critic_loss
 from .models import build_model, count_parameters, default_arch
 from .reports import loss_curve, sample_sheet, save_png
 
@@ -122,15 +122,12 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99))
 
 
-def build_loss(cfg: TrainConfig) -> tuple[Callable, nn.Module | None]:
-    """The other half of the package: `losses.build_losses`; plain L1 until that module is there."""
+def build_loss(cfg: TrainConfig) -> tuple[nn.Module, nn.Module | None]:
+    """Generator loss (weights from the config's [loss] table) and the critic when a GAN term is on."""
     try:
-        from .losses import LossConfig, build_losses
-    except ImportError:
-        if cfg.loss:
-            raise UsageError("loss settings given but photosr.training.losses is not available") from None
-        return (lambda sr, hr: (F.l1_loss(sr, hr), {"l1": F.l1_loss(sr, hr).detach()})), None
-    return build_losses(LossConfig(**cfg.loss))
+        return build_losses(LossConfig(**cfg.loss))
+    except TypeError as err:
+        raise UsageError(f"bad [loss] settings: {err}") from err
 
 
 class Trainer:
@@ -250,12 +247,13 @@ class Trainer:
             self.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
         ):
             sr = self.net(lr_in)
-        loss, _parts = self.loss_fn(sr.float(), hr)
         if self.critic is not None:
-            loss = loss + self.adversarial_loss(sr.float(), hr)
+            self.critic.requires_grad_(False)  # the generator's step must not train the critic
+        loss, _parts = self.loss_fn(sr.float(), hr, critic=self.critic)
         self.optimizer.zero_grad(set_to_none=True)
         self._backward_and_step(loss)
         if self.critic is not None:
+            self.critic.requires_grad_(True)
             self.critic_step(sr.detach().float(), hr)
         if self.ema:
             self.ema.update(self.model, self.state.step)
@@ -275,19 +273,8 @@ class Trainer:
         else:
             self.optimizer.step()
 
-    def adversarial_loss(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-        from .losses import relativistic_generator_loss
-
-        self.critic.requires_grad_(False)
-        weight = float(self.cfg.loss.get("adversarial", 0.0) or 0.0)
-        loss = relativistic_generator_loss(self.critic(hr), self.critic(sr))
-        self.critic.requires_grad_(True)
-        return weight * loss
-
     def critic_step(self, sr: torch.Tensor, hr: torch.Tensor) -> None:
-        from .losses import relativistic_critic_loss
-
-        loss = relativistic_critic_loss(self.critic(hr), self.critic(sr))
+        loss = critic_loss(self.critic, sr, hr)
         self.critic_opt.zero_grad(set_to_none=True)
         loss.backward()
         self.critic_opt.step()

@@ -1,0 +1,358 @@
+"""Checkpoint -> plugin folder: ONNX model, parity check, manifest with provenance, model card, sheet.
+
+The ONNX convention is the one the runtime (and chaiNNer) expects: opset >= 17, one input and one
+output, NCHW float32 RGB 0..1, dynamic batch/height/width, no final activation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from photosr.errors import PluginError, UsageError
+
+from .checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .data import describe_crappifier, find_images, resolve_crappifier
+from .models import count_parameters
+
+OPSET = 17
+PARITY_TOLERANCE = 1e-3  # max abs difference on 0..1 outputs; fp32 kernels differ by ~1e-6 in practice
+MANIFEST = "photosr.toml"
+
+
+def export_onnx(model: nn.Module, path: Path, *, opset: int = OPSET) -> Path:
+    """Trace `model` to ONNX with dynamic batch/height/width (TorchScript exporter: no onnxscript needed)."""
+    multiple = getattr(model, "size_multiple", 1)
+    sample = torch.rand(1, 3, 4 * multiple, 4 * multiple) if multiple > 1 else torch.rand(1, 3, 32, 32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dynamic = {0: "batch", 2: "height", 3: "width"}
+    with torch.no_grad():
+        torch.onnx.export(
+            model.eval().float(),
+            (sample,),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=["input"],
+            output_names=["output"],
+            dynamic_axes={"input": dynamic, "output": dynamic},
+        )
+    return path
+
+
+def check_parity(
+    model: nn.Module,
+    onnx_path: Path,
+    *,
+    sizes: Sequence[tuple[int, int, int]] = ((1, 32, 32), (2, 48, 80), (1, 96, 64)),
+) -> float:
+    """Max abs difference between PyTorch and ONNX Runtime over inputs of several (batch, h, w) sizes.
+
+    Sizes are rounded up to the model's size multiple. Raises PluginError above PARITY_TOLERANCE.
+    """
+    import onnxruntime as ort
+
+    multiple = getattr(model, "size_multiple", 1)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    generator = torch.Generator().manual_seed(0)
+    worst = 0.0
+    for batch, h, w in sizes:
+        h, w = -(-h // multiple) * multiple, -(-w // multiple) * multiple
+        x = torch.rand(batch, 3, h, w, generator=generator)
+        with torch.no_grad():
+            expected = model(x).numpy()
+        (got,) = session.run(None, {"input": x.numpy()})
+        if got.shape != expected.shape:
+            raise PluginError(f"ONNX output {got.shape} differs from PyTorch {expected.shape}", onnx_path)
+        worst = max(worst, float(np.abs(got - expected).max()))
+    if worst > PARITY_TOLERANCE:
+        raise PluginError(
+            f"ONNX/PyTorch parity failed: max abs diff {worst:.2e} > {PARITY_TOLERANCE}", onnx_path
+        )
+    return worst
+
+
+def gflops_per_megapixel(model: nn.Module, *, side: int = 64) -> float:
+    """Convolution GFLOPs (2 x multiply-adds) per input megapixel, counted with forward hooks."""
+    macs = 0
+
+    def count(module: nn.Conv2d, _inputs: Any, output: torch.Tensor) -> None:
+        nonlocal macs
+        kh, kw = module.kernel_size
+        macs += output.numel() * (module.in_channels // module.groups) * kh * kw
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    multiple = getattr(model, "size_multiple", 1)
+    side = -(-side // multiple) * multiple
+    try:
+        with torch.no_grad():
+            model(torch.rand(1, 3, side, side))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return 2 * macs / (side * side) * 1e6 / 1e9
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _toml_key(key: Any) -> str:
+    key = str(key)
+    return key if key and all(c.isascii() and (c.isalnum() or c in "_-") for c in key) else json.dumps(key)
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # JSON string escapes are valid TOML basic-string escapes
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def to_toml(data: dict[str, Any]) -> str:
+    """A small TOML writer for manifests: top-level scalars, then one [table] per top-level dict."""
+    plain = [
+        f"{_toml_key(k)} = {_toml_value(v)}"
+        for k, v in data.items()
+        if not isinstance(v, dict) and v is not None
+    ]
+    lines = plain
+    for key, table in data.items():
+        if isinstance(table, dict):
+            lines += ["", f"[{key}]"]
+            lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in table.items() if v is not None]
+    return "\n".join(lines) + "\n"
+
+
+def provenance(payload: dict[str, Any], cfg: TrainConfig) -> dict[str, Any]:
+    """The manifest's [training] table: command, data, crappification and its hash, steps, time."""
+    crappifier = describe_crappifier(resolve_crappifier(cfg.recipe, task=cfg.task, scale=cfg.scale))
+    try:
+        files = [str(p) for p in find_images(cfg.data)]
+    except UsageError:
+        files = []  # data moved since training: keep what the checkpoint says
+    return {
+        "command": payload.get("command", ""),
+        "data": list(cfg.data),
+        "data_files": len(files),
+        "data_list_sha256": hashlib.sha256("\n".join(files).encode()).hexdigest() if files else "",
+        "validation": cfg.val or "",
+        "recipe": cfg.recipe or "(task preset)",
+        "crappifier": crappifier,
+        "arch": payload["arch"],
+        "hparams": payload["hparams"],
+        "steps": int(payload.get("step", 0)),
+        "seconds": round(float(payload.get("seconds", 0.0)), 1),
+        "batch_size": cfg.batch_size,
+        "patch": cfg.patch,
+        "lr": cfg.lr,
+        "precision": cfg.precision,
+        "seed": cfg.seed,
+        "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
+    path = folder / MANIFEST
+    path.write_text(to_toml(manifest), encoding="utf-8")
+    from photosr.plugins import load_manifest
+
+    load_manifest(path)  # the runtime's own parser must accept what we wrote
+    return path
+
+
+def export_plugin(
+    checkpoint: str | Path | dict[str, Any],
+    out: Path,
+    *,
+    name: str | None = None,
+    version: str = "0.1.0",
+    description: str = "",
+    license: str = "Apache-2.0",
+) -> dict[str, Any]:
+    """Write a plugin folder from a checkpoint: model.onnx (parity-checked), photosr.toml, checkpoint.pt.
+
+    Returns the manifest as a dict (with `metrics.onnx_parity_max_abs_diff`, `metrics.parameters`,
+    `metrics.gflops_per_input_mp`); `evaluate.evaluate_plugin` and `write_model_card` add to it.
+    """
+    payload = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+    cfg = checkpoint_config(payload)
+    model = model_from_checkpoint(payload)
+    out.mkdir(parents=True, exist_ok=True)
+    onnx_path = export_onnx(model, out / "model.onnx")
+    parity = check_parity(model, onnx_path)
+    # Weights only (EMA) + config: small, and enough for `--init-from PLUGIN` to continue from here.
+    save_checkpoint(
+        out / "checkpoint.pt", cfg=cfg, arch=payload["arch"], model=model, step=payload.get("step", 0)
+    )
+    manifest = {
+        "name": name or cfg.plugin_name,
+        "version": version,
+        "task": cfg.task,
+        "description": description or f"{cfg.plugin_name}: {payload['arch']} net trained by photosr train",
+        "license": license,
+        "model": {
+            "file": "model.onnx",
+            "sha256": sha256_of(onnx_path),
+            "scale": cfg.scale,
+            "input": "rgb",
+            "output": "rgb",
+            "size_multiple": int(getattr(model, "size_multiple", 1)),
+            "tile": 0,
+            "tile_overlap": 16,
+            "render_size": 0,
+        },
+        "training": provenance(payload, cfg),
+        "metrics": {
+            "parameters": count_parameters(model),
+            "gflops_per_input_mp": round(gflops_per_megapixel(model), 1),
+            "onnx_parity_max_abs_diff": float(f"{parity:.3g}"),
+            "onnx_opset": OPSET,
+        },
+    }
+    write_manifest(out, manifest)
+    return manifest
+
+
+def plugin_sheet(
+    plugin_dir: Path, pairs: Sequence[tuple[np.ndarray, np.ndarray]], *, scale: int, crop: int = 192
+):
+    """Before/after sheet of an exported plugin: input (bicubic-enlarged), the plugin's output, target."""
+    from .evaluate import bicubic_upscale, plugin_predictor
+    from .reports import sample_sheet
+
+    predict, _ = plugin_predictor(plugin_dir)
+    rows = []
+    for lr, hr in pairs:
+        side = min(crop // scale, *lr.shape[:2])
+        top, left = (lr.shape[0] - side) // 2, (lr.shape[1] - side) // 2
+        small = lr[top : top + side, left : left + side]
+        target = hr[top * scale : (top + side) * scale, left * scale : (left + side) * scale]
+        rows.append((bicubic_upscale(small, scale), predict(small), target))
+    labels = ["input (bicubic)" if scale > 1 else "input", "photosr", "original"]
+    return sample_sheet(rows, labels, cell=crop)
+
+
+def write_model_card(folder: Path, manifest: dict[str, Any], *, table: str = "") -> Path:
+    """README.md: what the plugin does, how it was made (exact command, data, budget) and how it scores."""
+    t, m = manifest["training"], manifest["metrics"]
+    lines = [
+        f"# {manifest['name']} {manifest['version']}",
+        "",
+        manifest["description"],
+        "",
+        f"Use: `photosr run --plugin {folder} INPUT... -o OUT` (task `{manifest['task']}`,"
+        f" scale {manifest['model']['scale']}).",
+        "",
+        "## Model",
+        "",
+        f"- architecture `{t['arch']}` {json.dumps(t['hparams'])}",
+        f"- {m['parameters']:,} parameters, {m['gflops_per_input_mp']} GFLOPs per input megapixel",
+        f"- ONNX opset {m['onnx_opset']}, NCHW float32 RGB 0..1, dynamic batch/height/width;"
+        f" max abs difference to PyTorch {m['onnx_parity_max_abs_diff']:.2g}",
+        "",
+        "## Training",
+        "",
+        f"- command: `{t['command']}`" if t.get("command") else "- command: (not recorded)",
+        f"- data: {', '.join(t['data'])} ({t['data_files']} files, list sha256 `{t['data_list_sha256'][:16]}`)",
+        f"- degradation: `{t['recipe']}` - {json.dumps(t['crappifier'])[:400]}",
+        f"- {t['steps']:,} steps, {t['seconds'] / 60:.1f} min of training, batch {t['batch_size']},"
+        f" patch {t['patch']}, peak lr {t['lr']}, precision {t['precision']}, seed {t['seed']}",
+        "",
+    ]
+    if table:
+        lines += ["## Validation", "", table, ""]
+    if (folder / "sheet.png").is_file():
+        lines += ["## Before / after", "", "![before and after](sheet.png)", ""]
+    lines += [
+        "## Licence and data",
+        "",
+        f"Model weights: {manifest['license']}. The training photos carry their own terms (see the data"
+        " folder's README); BSDS images are for non-commercial research.",
+        "",
+    ]
+    path = folder / "README.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def publish_plugin(
+    checkpoint: str | Path | dict[str, Any],
+    out: Path,
+    *,
+    val: str | Path | None = None,
+    recipe: str | None = None,
+    limit: int = 0,
+    threads: int = 0,
+    **manifest_fields: Any,
+) -> tuple[dict[str, Any], str]:
+    """Export, then score the plugin (through the runtime engine) on `val`, and write sheet and card.
+
+    Returns the manifest dict and the validation table as Markdown ("" without `val`).
+    """
+    from .evaluate import evaluate_plugin, format_table, full_pairs
+
+    payload = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+    manifest = export_plugin(payload, out, **manifest_fields)
+    scale = manifest["model"]["scale"]
+    table_md = ""
+    if val:
+        table = evaluate_plugin(out, val, recipe=recipe, limit=limit, threads=threads)
+        border = f"border {scale} px cropped" if scale > 1 else "no border crop"
+        table_md = format_table(
+            table, title=f"{Path(val).name} ({limit or 'all'} photos), Y channel, {border}:\n"
+        )
+        manifest["metrics"]["validation"] = {"data": str(val), "images": limit or "all", **table}
+        cfg = checkpoint_config(payload)
+        crappifier = resolve_crappifier(recipe or cfg.recipe, task=cfg.task, scale=scale)
+        pairs = full_pairs(val, crappifier, scale=scale, limit=3)
+        plugin_sheet(out, pairs, scale=scale).save(out / "sheet.png")
+        write_manifest(out, manifest)
+    write_model_card(out, manifest, table=table_md)
+    return manifest, table_md
+
+
+def copy_checkpoint(src: Path, dst: Path) -> Path:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+    return dst
+
+
+__all__ = [
+    "MANIFEST",
+    "OPSET",
+    "PARITY_TOLERANCE",
+    "check_parity",
+    "copy_checkpoint",
+    "export_onnx",
+    "export_plugin",
+    "plugin_sheet",
+    "publish_plugin",
+    "write_model_card",
+    "gflops_per_megapixel",
+    "provenance",
+    "sha256_of",
+    "to_toml",
+    "write_manifest",
+]

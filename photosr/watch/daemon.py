@@ -384,6 +384,7 @@ class Daemon:
                 self._handle(worker, job)
             except Exception as err:  # a bug or a ledger/disk failure costs this file, not the daemon
                 self._log.exception("internal error on %s", job.rel)
+                files.remove_temps(job.output)
                 self._fail(job, f"{job.src}: internal error: {type(err).__name__}: {err}", 0.0)
             finally:
                 self._release(job)

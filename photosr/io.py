@@ -298,6 +298,9 @@ def _decode_8bit(img: Image.Image) -> _Pixels:
 def _canonical_8bit(img: Image.Image) -> tuple[Image.Image, bool]:
     """Any 8-bit-ish mode -> L, LA, RGB, RGBA or CMYK (kept for its profile), plus whether it is grey."""
     mode = img.mode
+    if mode in ("L", "RGB") and "transparency" in img.info:
+        # A PNG tRNS colour key: Pillow's conversion turns that one colour transparent.
+        return img.convert("LA" if mode == "L" else "RGBA"), mode == "L"
     if mode in ("L", "LA", "RGB", "RGBA", "CMYK"):
         return img, mode in _GREY_MODES
     if mode in ("1", "La"):
@@ -444,6 +447,8 @@ def _deep_colour(img: Image.Image, low: np.ndarray) -> _Pixels:
     alpha = None
     if img.mode in ("RGBA", "RGBa"):
         alpha = both[..., 3].astype(np.float32) / np.float32(65535)
+    else:
+        alpha = _colour_key_alpha(img, both[..., :3])
     colour = both[..., :3].astype(np.float32) / np.float32(65535)
     if img.mode == "RGBa":
         a = alpha[..., None]

@@ -136,8 +136,11 @@ def make_grey_icc(gamma: float = 1.8, description: str = "photosr test grey") ->
     return _assemble_icc(b"GRAY", tags)
 
 
-def png_16bit_bytes(data: np.ndarray) -> bytes:
-    """An independent minimal 16-bit PNG encoder (filter 0 only) for test inputs: HxWxC uint16, C=1..4."""
+def png_16bit_bytes(data: np.ndarray, trns: tuple[int, ...] | None = None) -> bytes:
+    """An independent minimal 16-bit PNG encoder (filter 0 only) for test inputs: HxWxC uint16, C=1..4.
+
+    `trns`: a 16-bit colour key (1 value for grey, 3 for RGB) written as a tRNS chunk.
+    """
     import zlib
 
     h, w, c = data.shape
@@ -148,9 +151,9 @@ def png_16bit_bytes(data: np.ndarray) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     ihdr = struct.pack(">IIBBBBB", w, h, 16, colour_type, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
-    )
+    key = chunk(b"tRNS", struct.pack(f">{len(trns)}H", *trns)) if trns else b""
+    idat = chunk(b"IDAT", zlib.compress(raw))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + key + idat + chunk(b"IEND", b"")
 
 
 def assert_close(actual: np.ndarray, expected: np.ndarray, tol: float, what: str = "") -> None:

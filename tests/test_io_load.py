@@ -423,3 +423,39 @@ def test_heif_orientation_applied_once(tmp_path: Path) -> None:
     error = np.abs(photo.rgb * 255 - np.asarray(upright)).mean()
     turned_twice = np.asarray(upright.transpose(Image.Transpose.ROTATE_180))
     assert error < 20 and error < np.abs(photo.rgb * 255 - turned_twice).mean() / 3
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_colour_key_transparency_8bit(tmp_path: Path, mode: str) -> None:
+    img = asymmetric_image(mode)
+    key = img.getpixel((3, 2))
+    path = tmp_path / "key.png"
+    img.save(path, transparency=key)
+    photo = load_photo(path)
+    assert photo.alpha is not None and photo.alpha[2, 3] == 0.0
+    values = np.asarray(img)
+    match = values == key if mode == "L" else np.all(values == np.asarray(key), axis=-1)
+    assert np.array_equal(photo.alpha == 0.0, match)
+    assert photo.info.grey is (mode == "L")
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_colour_key_transparency_16bit(tmp_path: Path, channels: int) -> None:
+    data = _DEEP[..., :channels].copy()
+    key = tuple(int(v) for v in data[4, 5])
+    data[1, 1] = key
+    path = tmp_path / "key16.png"
+    path.write_bytes(png_16bit_bytes(data, trns=key))
+    photo = load_photo(path)
+    assert photo.info.bit_depth == 16
+    expected = np.all(data == np.asarray(key, dtype=np.uint16), axis=-1)
+    assert np.array_equal(photo.alpha == 0.0, expected) and expected.sum() >= 2
+
+
+def test_path_argument_only_names_the_photo(tmp_path: Path) -> None:
+    src = tmp_path / "deep.png"
+    src.write_bytes(png_16bit_bytes(_DEEP[..., :3]))
+    with Image.open(src) as img:
+        photo = photo_from_pil(img, path=tmp_path / "elsewhere.png")
+    assert photo.info.path == tmp_path / "elsewhere.png" and photo.info.bit_depth == 16
+    assert np.array_equal(np.rint(photo.rgb * 65535).astype(np.uint16), _DEEP[..., :3])

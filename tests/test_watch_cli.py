@@ -239,3 +239,19 @@ def test_tiny_onnx_plugin_through_the_daemon(tmp_path, env):
             daemon.kill()
     with Image.open(out / "small.png") as image:
         assert image.size == (20, 12)
+
+
+def test_polling_observer_for_network_shares(tmp_path, env):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    args = [str(src), "-o", str(out), "--task", "normalize", "--settle", "0.2", "--poll", "0.2"]
+    daemon = start(env, *args, log=tmp_path / "log.txt")
+    try:
+        wait_for(lambda: (out / STATE / "status.json").exists(), what="daemon up")
+        photo(src / "share" / "p.jpg", 3)
+        wait_for(lambda: "share/p.jpg" in outputs(out), what="output found by polling")
+        assert stop(daemon) == 0
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+    assert decodes(out / "share" / "p.jpg")

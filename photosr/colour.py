@@ -63,7 +63,7 @@ def _encode_chunk(v: np.ndarray, o: np.ndarray) -> None:
 
 
 def srgb_to_linear(rgb: np.ndarray) -> np.ndarray:
-    """sRGB-encoded values 0..1 -> linear light 0..1 (float32, same shape); values outside 0..1 are clipped."""
+    """sRGB-encoded 0..1 -> linear light 0..1 (float32, same shape); values outside 0..1 are clipped."""
     return _map_chunked(rgb, _decode_chunk)
 
 

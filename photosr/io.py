@@ -253,7 +253,7 @@ def _upright(a: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def _as_float(a: np.ndarray, scale: float) -> np.ndarray:
-    """A contiguous float32 copy of `a / scale` in one pass, whatever the strides of `a` (orientation views)."""
+    """A contiguous float32 copy of `a / scale` in one pass, whatever the strides of `a` (turned views)."""
     out = np.empty(a.shape, dtype=np.float32)
     if scale == 1.0:
         np.copyto(out, a, casting="unsafe")
@@ -547,7 +547,7 @@ def _icc_colour_space(icc: bytes) -> str:
 
 
 def _icc_is_srgb(icc: bytes) -> bool:
-    """Profiles describing themselves as sRGB are taken as sRGB (no conversion: saves ~0.1 s a 12 MP photo)."""
+    """Profiles describing themselves as sRGB are taken as sRGB (no conversion: ~0.1 s saved at 12 MP)."""
     if _icc_colour_space(icc) != "RGB":
         return False
     try:
@@ -570,7 +570,7 @@ def _cms_transform(icc: bytes, in_mode: str, out_mode: str, to_srgb: bool) -> Im
 
 
 def _icc_to_srgb_8bit(img: Image.Image, icc: bytes) -> Image.Image | None:
-    """`img` (L, RGB or CMYK) converted from `icc` to sRGB RGB; None if the profile does not fit the pixels."""
+    """`img` (L, RGB or CMYK) from `icc` to sRGB RGB; None if the profile does not fit the pixels."""
     if img.mode == "RGB" and _icc_is_srgb(icc):
         return img
     try:

@@ -10,7 +10,8 @@ How tiling works, and why:
   a tile at a photo border starts at that border, so the model pads it exactly as it would pad the whole
   photo - which is what makes tiled output equal untiled output, border pixels included. The last tile on
   each axis is shifted inward instead of padded, so every tile has the same shape (tiles can be batched
-  and ONNX Runtime reuses its buffers).
+  and ONNX Runtime reuses its buffers). Tiles are then shrunk to the smallest side that still needs no
+  more tiles (`balanced_tile`), so no work goes into a sliver-thin last step.
 - Each tile's interior edges see no context past the tile, so its outermost pixels are wrong for any
   model with a receptive field. Along an interior edge a tile's weight is 0 for the first overlap/4
   pixels (discarded: the receptive field there is cut off), then ramps linearly to 1 over overlap/2
@@ -265,8 +266,25 @@ class _Grid:
     tile_w: int
 
 
+def balanced_tile(length: int, tile: int, overlap: int, multiple: int = 1) -> int:
+    """The smallest tile side (<= `tile`) that covers `length` with as few tiles as `tile` needs.
+
+    2000 px in 512-px tiles with 32 px overlap needs 5 tiles; 5 tiles of 426 px do it with 17% fewer
+    pixels per axis (~30% less work in 2-D) and no sliver-thin last step. Memory stays bounded by `tile`.
+    """
+    if tile >= length:
+        return length
+    count = len(tile_starts(length, tile, overlap, multiple))
+    side = _round_up(-(-(length - overlap) // count) + overlap, multiple)
+    # Rounding the step down to the multiple can cost one more tile; grow until it does not.
+    while side < tile and len(tile_starts(length, side, overlap, multiple)) > count:
+        side += multiple
+    return min(side, tile)
+
+
 def _make_grid(height: int, width: int, tile: int, overlap: int, multiple: int, scale: int) -> _Grid:
-    tile_h, tile_w = min(tile, height), min(tile, width)
+    tile_h = balanced_tile(height, tile, overlap, multiple)
+    tile_w = balanced_tile(width, tile, overlap, multiple)
     ys = tile_starts(height, tile_h, overlap, multiple)
     xs = tile_starts(width, tile_w, overlap, multiple)
     wy = axis_weights(ys, tile_h, overlap, scale)
@@ -409,9 +427,8 @@ def estimate_tiles(
     """How many tiles `run_tiled` will run for an image (progress bars, logs)."""
     height, width = _round_up(height, multiple), _round_up(width, multiple)
     tile = _round_up(tile or auto_tile_size(scale, multiple), multiple)
-    count_y = len(tile_starts(height, min(tile, height), overlap, multiple))
-    count_x = len(tile_starts(width, min(tile, width), overlap, multiple))
-    return count_y * count_x
+    grid = _make_grid(height, width, tile, overlap, multiple, 1)
+    return len(grid.ys) * len(grid.xs)
 
 
 __all__ = [
@@ -422,6 +439,7 @@ __all__ = [
     "auto_tile_size",
     "available_providers",
     "axis_weights",
+    "balanced_tile",
     "estimate_tiles",
     "resolve_tiling",
     "run_tiled",

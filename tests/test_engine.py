@@ -220,6 +220,24 @@ def test_interior_edges_are_discarded():
     assert np.all(weights[0][-4:] == 0) and np.all(weights[1][:4] == 0)  # overlap/4 dropped
 
 
+@pytest.mark.parametrize(
+    ("tile", "overlap", "multiple"), [(512, 32, 1), (64, 16, 1), (48, 10, 4), (40, 0, 8)]
+)
+def test_balanced_tile_needs_no_more_tiles_and_never_grows(tile, overlap, multiple):
+    for length in range(multiple, 700, multiple * 3 + 1):
+        length = engine._round_up(length, multiple)
+        side = engine.balanced_tile(length, tile, overlap, multiple)
+        assert side <= min(tile, length) and side % multiple == 0 or side == length
+        if tile < length:
+            wanted = len(tile_starts(length, tile, overlap, multiple))
+            assert len(tile_starts(length, side, overlap, multiple)) <= wanted
+
+
+def test_balanced_tile_saves_work_on_an_awkward_length():
+    assert engine.balanced_tile(2000, 512, 32) == 426  # 5 tiles either way
+    assert len(tile_starts(2000, 426, 32)) == 5
+
+
 def test_tile_starts_align_to_the_multiple():
     starts = tile_starts(64, 16, 5, multiple=4)
     assert all(s % 4 == 0 for s in starts)
@@ -387,8 +405,10 @@ def test_out_of_memory_halves_the_tile(caplog):
     with caplog.at_level(logging.WARNING, logger="photosr.engine"):
         out = run_tiled(fake, image, scale=1, tile=256, overlap=8)
     np.testing.assert_allclose(out, image, atol=1e-6)
-    assert fake.sides[0] == 256 and fake.sides[1] == 128 and fake.sides[-1] == 64
-    assert [r.message for r in caplog.records if "retrying with tile 128" in r.message]
+    messages = [r.message for r in caplog.records]
+    assert "with tile 256" in messages[0] and "retrying with tile 128" in messages[0]
+    assert "retrying with tile 64" in messages[1] and len(messages) == 2
+    assert fake.sides[0] > 100 and fake.sides[-1] <= 64
 
 
 def test_out_of_memory_gives_up_at_the_minimum_tile():

@@ -97,3 +97,15 @@ def test_pickles_for_dataloader_workers():
 def test_bad_specs_raise_clear_usage_errors(spec, task, scale, needle):
     with pytest.raises(UsageError, match=needle):
         load_crappifier(spec, task=task, scale=scale)
+
+
+def test_presets_survive_tiny_images():
+    # Crops near the edge of a photo, or an LR side of a few pixels, must not crash a worker.
+    for name in preset_names():
+        declared = read_recipe(RECIPES_DIR / f"{name}.toml").get("scale") or 1
+        crap = load_crappifier(name, task="upscale" if declared > 1 else "restore", scale=declared)
+        for seed in range(3):
+            out = crap(
+                Image.new("RGB", (5 * declared, 3 * declared), (90, 60, 30)), np.random.default_rng(seed)
+            )
+            assert out.size == (5, 3)

@@ -76,6 +76,11 @@ def _fit_width(image: Image.Image, width: int) -> Image.Image:
     return image.resize((width, max(1, round(image.height * ratio))), method)
 
 
+def _short(name: str, limit: int = 24) -> str:
+    # Labels share a 256-pixel cell with the next column's label.
+    return name if len(name) <= limit else name[: limit - 3] + "..."
+
+
 def _damage(crap: Crappifier, image: Image.Image, seed: int) -> tuple[Image.Image, dict | None]:
     rng = np.random.default_rng(seed)
     if not crap.splittable:
@@ -144,7 +149,7 @@ def crappify(recipe, task, scale, inputs, out, seed, count, max_side) -> None:  
             stems.add(stem)
             clean = shrink_to(load_rgb(path), max_side)
             clean = clean.crop((0, 0, clean.width - clean.width % scale, clean.height - clean.height % scale))
-            row = [(clean, f"{path.name} {clean.width}x{clean.height}")]
+            row = [(clean, f"{_short(path.name)} {clean.width}x{clean.height}")]
             for k in range(count):
                 damaged, params = _damage(crap, clean, seed + k)
                 target = out / f"{stem}_{k}.png"

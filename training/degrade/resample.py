@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
+from photosr.colour import linear_to_srgb, srgb_to_linear
+
 from .base import (
     Chain,
     Op,
@@ -39,15 +41,6 @@ METHODS = {
 _UNFILTERED = {"nearest", "bilinear", "bicubic"}
 
 
-def _srgb_to_linear(v: np.ndarray) -> np.ndarray:
-    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4).astype(np.float32)
-
-
-def _linear_to_srgb(v: np.ndarray) -> np.ndarray:
-    v = np.clip(v, 0.0, 1.0)
-    return np.where(v <= 0.0031308, v * 12.92, 1.055 * v ** (1 / 2.4) - 0.055).astype(np.float32)
-
-
 def _resize_plane(plane: Image.Image, size: tuple[int, int], method: str, antialias: bool) -> Image.Image:
     shrinking = size[0] < plane.width or size[1] < plane.height
     if antialias or not shrinking or method not in _UNFILTERED:
@@ -69,10 +62,10 @@ def resize_image(
         return image
     if not linear_light:
         return _resize_plane(image, size, method, antialias)
-    linear = _srgb_to_linear(to_float(image))
+    linear = srgb_to_linear(to_float(image))
     planes = [Image.fromarray(np.ascontiguousarray(linear[..., c]), "F") for c in range(3)]
     out = np.stack([np.asarray(_resize_plane(p, size, method, antialias)) for p in planes], axis=-1)
-    return to_image(_linear_to_srgb(out))
+    return to_image(linear_to_srgb(out))
 
 
 def scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:

@@ -17,6 +17,7 @@ from PIL import Image
 from photosr.errors import UsageError
 
 Params = dict[str, Any]
+Mask = np.ndarray | None  # float32 HxW 0..1 alpha of what overlay ops drew, or None
 
 
 class Op:
@@ -33,9 +34,7 @@ class Op:
     def __call__(self, image: Image.Image, rng: np.random.Generator) -> Image.Image:
         return self.apply(image, self.sample(rng))
 
-    def apply_masked(
-        self, image: Image.Image, mask: np.ndarray | None, params: Params
-    ) -> tuple[Image.Image, np.ndarray | None]:
+    def apply_masked(self, image: Image.Image, mask: Mask, params: Params) -> tuple[Image.Image, Mask]:
         """Apply and carry along the mask of overlaid pixels (float32 HxW 0..1 or None).
 
         Ops that change the size resize the mask with them; overlay ops add to it.
@@ -162,7 +161,7 @@ class Chain(Op):
             image = op.apply(image, step)
         return image
 
-    def apply_masked(self, image, mask, params):
+    def apply_masked(self, image: Image.Image, mask: Mask, params: Params) -> tuple[Image.Image, Mask]:
         for op, step in zip(self.ops, params["steps"], strict=True):
             image, mask = op.apply_masked(image, mask, step)
         return image, mask
@@ -184,7 +183,7 @@ class Maybe(Op):
     def apply(self, image: Image.Image, params: Params) -> Image.Image:
         return self.op.apply(image, params["params"]) if params["applied"] else image
 
-    def apply_masked(self, image, mask, params):
+    def apply_masked(self, image: Image.Image, mask: Mask, params: Params) -> tuple[Image.Image, Mask]:
         return self.op.apply_masked(image, mask, params["params"]) if params["applied"] else (image, mask)
 
 
@@ -206,7 +205,7 @@ class OneOf(Op):
     def apply(self, image: Image.Image, params: Params) -> Image.Image:
         return self.ops[params["choice"]].apply(image, params["params"])
 
-    def apply_masked(self, image, mask, params):
+    def apply_masked(self, image: Image.Image, mask: Mask, params: Params) -> tuple[Image.Image, Mask]:
         return self.ops[params["choice"]].apply_masked(image, mask, params["params"])
 
 
@@ -227,7 +226,7 @@ class Shuffle(Op):
             image = self.ops[index].apply(image, params["steps"][index])
         return image
 
-    def apply_masked(self, image, mask, params):
+    def apply_masked(self, image: Image.Image, mask: Mask, params: Params) -> tuple[Image.Image, Mask]:
         for index in params["order"]:
             image, mask = self.ops[index].apply_masked(image, mask, params["steps"][index])
         return image, mask

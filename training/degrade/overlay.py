@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from photosr.errors import UsageError
 
 from .base import (
+    Mask,
     Op,
     Params,
     as_choices,
@@ -240,7 +241,7 @@ class Overlay(Op):
     def apply(self, image: Image.Image, params: Params) -> Image.Image:
         return self.apply_with_mask(image, params)[0]
 
-    def apply_masked(self, image, mask, params):
+    def apply_masked(self, image: Image.Image, mask: Mask, params: Params) -> tuple[Image.Image, Mask]:
         out, drawn = self.apply_with_mask(image, params)
         return out, drawn if mask is None else np.maximum(mask, drawn)
 

@@ -16,6 +16,7 @@ from photosr.colour import linear_to_srgb, srgb_to_linear
 
 from .base import (
     Chain,
+    Mask,
     Op,
     Params,
     as_choices,
@@ -139,7 +140,7 @@ class Rescaled(Op):
     def apply(self, image: Image.Image, params: Params) -> Image.Image:
         return self.apply_masked(image, None, params)[0]
 
-    def apply_masked(self, image, mask, params):
+    def apply_masked(self, image: Image.Image, mask: Mask, params: Params) -> tuple[Image.Image, Mask]:
         size = image.size
         inner_size = (max(1, round(size[0] * params["factor"])), max(1, round(size[1] * params["factor"])))
         linear = params["linear_light"]

@@ -93,7 +93,7 @@ def latency(root: Path, drops: int, size: tuple[int, int], settle: float, poll: 
     src.mkdir(parents=True)
     staging = make_photos(root / "staging", drops, size, prefix="d")
     config = WatchConfig(src, out, settle=settle, poll=poll, rescan=0)
-    totals, models = [], []
+    totals = []
     with Running(config):
         for path in staging:
             part = src / (path.name + ".part")
@@ -102,8 +102,9 @@ def latency(root: Path, drops: int, size: tuple[int, int], settle: float, poll: 
             part.rename(src / path.name)
             wait_until(lambda p=path: (out / p.name).exists())
             totals.append(time.perf_counter() - dropped)
-        with Ledger(config.state / LEDGER_NAME) as ledger:
-            models = [ledger.get(path.name).seconds for path in staging]
+    # Read after the stop: the output is renamed into place a moment before its ledger row says done.
+    with Ledger(config.state / LEDGER_NAME) as ledger:
+        models = [ledger.get(path.name).seconds for path in staging]
     beyond = [t - m for t, m in zip(totals, models, strict=True)]
     return {
         "total": statistics.median(totals),

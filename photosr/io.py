@@ -628,39 +628,72 @@ def _para_curve(x: np.ndarray, kind: int, tag: bytes) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _MatrixTrc:
-    """A matrix/TRC profile: per-channel tone curves, then a 3x3 matrix to sRGB linear (None for grey)."""
+    """A matrix/TRC profile as lookup tables over 16-bit codes, plus its 3x3 matrix (None for grey)."""
 
-    curves: tuple[np.ndarray, ...]  # 65536-entry tables, one per channel
-    to_srgb: np.ndarray | None
+    curves: tuple[np.ndarray, ...]  # per channel: profile code -> linear light
+    inverses: tuple[np.ndarray, ...]  # per channel: sRGB-encoded linear light -> profile code
+    to_srgb: np.ndarray | None  # profile linear RGB -> sRGB linear RGB
+    from_srgb: np.ndarray | None
 
 
 _SRGB_D50_MATRIX = np.array(  # sRGB primaries adapted to the D50 PCS (Bradford), as LittleCMS builds them
     [[0.4360747, 0.3850649, 0.1430804], [0.2225045, 0.7168786, 0.0606169], [0.0139322, 0.0971045, 0.7141733]]
 )
+_matrix_cache: dict[bytes, _MatrixTrc | None] = {}
 
 
 def _matrix_trc(icc: bytes) -> _MatrixTrc | None:
+    if icc not in _matrix_cache:
+        if len(_matrix_cache) > 16:
+            _matrix_cache.clear()
+        _matrix_cache[icc] = _parse_matrix_trc(icc)
+    return _matrix_cache[icc]
+
+
+def _parse_matrix_trc(icc: bytes) -> _MatrixTrc | None:
     try:
         tags = _icc_tags(icc)
         space = _icc_colour_space(icc)
         if space == "GRAY":
-            return _MatrixTrc((_trc_table(tags["kTRC"]),), None)
+            return _tables((_trc_table(tags["kTRC"]),), None)
         if space != "RGB":
             return None
         cols = [_s15(tags[f"{c}XYZ"], 8, 3) for c in "rgb"]
         curves = tuple(_trc_table(tags[f"{c}TRC"]) for c in "rgb")
     except (KeyError, ValueError, struct.error, IndexError):
         return None
-    return _MatrixTrc(curves, np.linalg.solve(_SRGB_D50_MATRIX, np.stack(cols, axis=1)))
+    return _tables(curves, np.linalg.solve(_SRGB_D50_MATRIX, np.stack(cols, axis=1)))
 
 
-def _apply_table(values: np.ndarray, table: np.ndarray) -> np.ndarray:
-    idx = np.rint(np.clip(values, 0.0, 1.0) * 65535).astype(np.intp)
-    return table.astype(np.float32)[idx]
+def _tables(curves: tuple[np.ndarray, ...], to_srgb: np.ndarray | None) -> _MatrixTrc:
+    # Inverse curves are indexed by sRGB-encoded linear light: that spacing resolves the shadows, where
+    # a table over plain linear values would be far too coarse for gamma-like curves.
+    grid = np.linspace(0.0, 1.0, 65536)
+    encoded_grid = srgb_to_linear(grid.astype(np.float32)).astype(np.float64)
+    inverses = tuple(np.interp(encoded_grid, c, grid).astype(np.float32) for c in curves)
+    from_srgb = None if to_srgb is None else np.linalg.inv(to_srgb).astype(np.float32)
+    to = None if to_srgb is None else to_srgb.astype(np.float32)
+    return _MatrixTrc(tuple(c.astype(np.float32) for c in curves), inverses, to, from_srgb)
+
+
+def _lookup(values: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """table[round(values * 65535)]: exact for 8- and 16-bit data, whatever the strides of `values`."""
+    return table[_quantize(values, 16)]
+
+
+def _mix(planes: list[np.ndarray], matrix: np.ndarray) -> list[np.ndarray]:
+    """3x3 matrix on three planes, as nine in-place multiply-adds (matmul with an inner size of 3 is slow)."""
+    out = []
+    for row in matrix:
+        acc = planes[0] * row[0]
+        acc += planes[1] * row[1]
+        acc += planes[2] * row[2]
+        out.append(acc)
+    return out
 
 
 def _icc_float_to_srgb(f: np.ndarray, icc: bytes | None) -> tuple[np.ndarray, bytes | None]:
-    """16-bit-derived float pixels (HxW grey or HxWx3) from `icc` to sRGB; (pixels, profile used or None)."""
+    """Float pixels (HxW grey or HxWx3) from `icc` to sRGB; returns (pixels, the profile used or None)."""
     if not icc or _icc_is_srgb(icc):
         return f, icc or None
     profile = _matrix_trc(icc)
@@ -668,14 +701,16 @@ def _icc_float_to_srgb(f: np.ndarray, icc: bytes | None) -> tuple[np.ndarray, by
     if profile is None or (profile.to_srgb is None) != grey:
         return _icc_float_via_cms(f, icc)
     if grey:
-        return linear_to_srgb(_apply_table(f, profile.curves[0])), icc
-    linear = np.stack([_apply_table(f[..., c], profile.curves[c]) for c in range(3)], axis=-1)
-    linear = linear.reshape(-1, 3) @ profile.to_srgb.T.astype(np.float32)
-    return linear_to_srgb(linear.reshape(f.shape)), icc
+        return linear_to_srgb(_lookup(f, profile.curves[0])), icc
+    linear = [_lookup(f[..., c], profile.curves[c]) for c in range(3)]
+    out = np.empty(f.shape, dtype=np.float32)
+    for c, plane in enumerate(_mix(linear, profile.to_srgb)):
+        out[..., c] = linear_to_srgb(plane)
+    return out, icc
 
 
 def _icc_float_via_cms(f: np.ndarray, icc: bytes) -> tuple[np.ndarray, bytes | None]:
-    img = Image.fromarray(np.rint(np.clip(f, 0, 1) * 255).astype(np.uint8), "L" if f.ndim == 2 else "RGB")
+    img = Image.fromarray(_quantize(f, 8), "L" if f.ndim == 2 else "RGB")
     converted = _icc_to_srgb_8bit(img, icc)
     if converted is None:
         return f, None
@@ -688,18 +723,13 @@ def _icc_float_from_srgb(f: np.ndarray, icc: bytes) -> np.ndarray | None:
     profile = _matrix_trc(icc)
     if profile is None or (profile.to_srgb is None) != (f.ndim == 2):
         return None
-    grid = np.linspace(0.0, 1.0, 65536)
-    linear = srgb_to_linear(f)
-    if profile.to_srgb is not None:
-        linear = (linear.reshape(-1, 3) @ np.linalg.inv(profile.to_srgb).T.astype(np.float32)).reshape(
-            f.shape
-        )
-        linear = np.clip(linear, 0.0, 1.0)
     if f.ndim == 2:
-        return np.interp(linear, profile.curves[0], grid).astype(np.float32)
-    # Tone curves are monotonic, so inverting one is interpolating it with the axes swapped.
-    planes = [np.interp(linear[..., c], profile.curves[c], grid).astype(np.float32) for c in range(3)]
-    return np.stack(planes, axis=-1)
+        return _lookup(f, profile.inverses[0])
+    linear = [srgb_to_linear(f[..., c]) for c in range(3)]
+    out = np.empty(f.shape, dtype=np.float32)
+    for c, plane in enumerate(_mix(linear, profile.from_srgb)):
+        out[..., c] = _lookup(linear_to_srgb(plane), profile.inverses[c])
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- saving

@@ -276,6 +276,7 @@ def balanced_tile(length: int, tile: int, overlap: int, multiple: int = 1) -> in
         return length
     count = len(tile_starts(length, tile, overlap, multiple))
     side = _round_up(-(-(length - overlap) // count) + overlap, multiple)
+    side = max(side, _round_up(overlap + multiple, multiple))  # keeps the step >= one multiple
     # Rounding the step down to the multiple can cost one more tile; grow until it does not.
     while side < tile and len(tile_starts(length, side, overlap, multiple)) > count:
         side += multiple

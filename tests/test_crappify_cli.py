@@ -81,3 +81,14 @@ def test_errors_are_one_line_messages(tmp_path):
     bad.write_bytes(b"not an image")
     result = CliRunner().invoke(crappify, ["-r", "restore", str(bad), "-o", str(tmp_path / "o")])
     assert result.exit_code == 1 and "bad.png" in result.output and "Traceback" not in result.output
+
+
+def test_reachable_from_the_photosr_group(tmp_path):
+    from photosr.cli import main
+
+    inputs = _inputs(tmp_path)[:1]
+    result = CliRunner().invoke(
+        main, ["crappify", "-r", "fastai", "--scale", "2", str(inputs[0]), "-o", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "o" / "photo0_2.png").size == (32, 24)

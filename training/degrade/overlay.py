@@ -69,8 +69,9 @@ def load_font(font: str, size: int) -> ImageFont.FreeTypeFont:
         raise UsageError(f"cannot load font ({err})", font) from err
 
 
-def random_text(rng: np.random.Generator, kind: str, words: Sequence[str]) -> str:
-    """A watermark string: words with a copyright sign or year, an ID number, or a date."""
+def random_text(rng: np.random.Generator, kind: str, words: Sequence[str], *, invent: float = 0.0) -> str:
+    """A watermark string: words with a copyright sign or year, an ID number, or a date. With
+    probability `invent` a word is made up (so a model does not just learn a short vocabulary)."""
     if kind == "numbers":
         number = str(rng.integers(10**2, 10**7))
         return pick(rng, (number, f"#{number}", f"IMG_{number[:4]:0>4}", f"No. {number}"))
@@ -84,6 +85,8 @@ def random_text(rng: np.random.Generator, kind: str, words: Sequence[str]) -> st
         )
         return pick(rng, forms)
     chosen = [words[int(i)] for i in rng.choice(len(words), size=integer(rng, (1, 2)))]
+    if chance(rng, invent):
+        chosen[0] = _made_up_word(rng)
     text = " ".join(chosen)
     text = pick(rng, (text, text.upper(), text.title()))
     if chance(rng, 0.3):
@@ -91,6 +94,16 @@ def random_text(rng: np.random.Generator, kind: str, words: Sequence[str]) -> st
     if chance(rng, 0.2):
         text = f"{text} {int(rng.integers(1990, 2030))}"
     return text
+
+
+def _made_up_word(rng: np.random.Generator) -> str:
+    # Alternating consonants and vowels read like a brand name: "Lumoka", "Tessaro".
+    consonants, vowels = "bcdfghjklmnprstvwz", "aeiouy"
+    letters = [
+        (consonants if i % 2 == 0 else vowels)[int(rng.integers(0, 6 if i % 2 else 18))]
+        for i in range(integer(rng, (3, 9)))
+    ]
+    return "".join(letters)
 
 
 def _text_stamp(text: str, font: ImageFont.FreeTypeFont, stroke: int) -> tuple[Image.Image, Image.Image]:
@@ -210,6 +223,9 @@ class Overlay(Op):
         self.outline = as_probability("outline", outline)
         self.fonts = _font_list(fonts, font_dir)
         self.words = tuple(words) if words is not None else DEFAULT_WORDS
+        # The built-in vocabulary is short, so it is padded with made-up words; a user's own list (a
+        # train/validation split, say) is used exactly as given.
+        self._invent = 0.4 if words is None else 0.0
         if not self.words or not all(isinstance(w, str) and w for w in self.words):
             raise UsageError("words: expected a list of non-empty strings")
 
@@ -219,7 +235,7 @@ class Overlay(Op):
         if content == "logo":
             text = "".join(chr(int(c)) for c in rng.integers(65, 91, size=integer(rng, (0, 3))))
         else:
-            text = random_text(rng, content, self.words)
+            text = random_text(rng, content, self.words, invent=self._invent)
         angle = uniform(rng, self.angle) * (0.5 if layout == "single" else 1.0)
         colour = pick(rng, self.colours)
         return {

@@ -13,6 +13,8 @@ temp folder. Steps, each timed on its own:
   resize 2048     fit_within(photo, 2048): linear light, Lanczos, float32
   save jpeg/png   save_photo of the 2048-px result (EXIF fixed, sRGB tag, atomic write)
   save jpeg 12MP  save_photo of the full-size photo
+  16-bit rows     with --deep: a 12-MP 16-bit RGB PNG (written once by photosr's own writer) loaded
+                  through the two-pass decode, and saved back as 16-bit PNG
 
 Baseline rows do the naive thing with Pillow alone (gamma-space 8-bit Lanczos, plain save). Memory:
 tracemalloc peak per step (numpy buffers are traced; Pillow's own image memory is not), and the
@@ -96,6 +98,22 @@ def run_photo(path: Path, out_dir: Path, rows: dict[str, list[tuple[float, float
     add("baseline: Pillow save jpeg 2048", lambda: base.save(out_dir / "base.jpg", quality=95))
 
 
+def run_deep(folder: Path, rows: dict[str, list[tuple[float, float]]], repeat: int) -> None:
+    import numpy as np
+
+    from photosr.image import Photo, SourceInfo
+
+    ramp = np.linspace(0, 1, SIZE[0], dtype=np.float32)
+    rgb = np.stack(np.broadcast_arrays(ramp[None, :], ramp[::-1, None][: SIZE[1]], np.float32(0.3)), axis=-1)
+    rgb = np.ascontiguousarray(rgb, dtype=np.float32)
+    src = save_photo(Photo(rgb=rgb, info=SourceInfo(bit_depth=16)), folder / "deep.png", format="png")
+    for _ in range(repeat):
+        seconds, mib, photo = timed(lambda: load_photo(src))
+        rows.setdefault("16-bit: load_photo PNG", []).append((seconds, mib))
+        seconds, mib, _ = timed(lambda p=photo: save_photo(p, folder / "deep_out.png", format="png"))
+        rows.setdefault("16-bit: save png 12MP", []).append((seconds, mib))
+
+
 def report(rows: dict[str, list[tuple[float, float]]]) -> None:
     decode = statistics.median(s for s, _ in rows["decode (Pillow)"])
     base = {
@@ -122,6 +140,7 @@ def main() -> None:
     parser.add_argument("photos", nargs="*", type=Path)
     parser.add_argument("--photos", dest="count", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--deep", action="store_true", help="also time a 12-MP 16-bit PNG")
     args = parser.parse_args()
     tracemalloc.start()
     with tempfile.TemporaryDirectory(prefix="photosr-bench-") as tmp:
@@ -131,6 +150,8 @@ def main() -> None:
         for _ in range(args.repeat):
             for path in photos:
                 run_photo(path, folder, rows)
+        if args.deep:
+            run_deep(folder, rows, args.repeat)
         report(rows)
 
 

@@ -30,7 +30,7 @@ class TrainConfig:
     """Everything a training run depends on; recorded in checkpoints and plugin manifests."""
 
     task: str = "upscale"
-    scale: int = 4  # output/input size ratio; 1 for restore/colorize/dewatermark
+    scale: int = 0  # output/input size ratio; 0 = by task (4 for upscale, else 1)
     name: str = ""  # plugin name; "" = derived from task and scale
     data: tuple[str, ...] = ()  # folders (or files) of training photos, searched recursively
     val: str | None = None  # held-out folder; None = no validation
@@ -63,6 +63,8 @@ class TrainConfig:
     init_from: str | None = None  # plugin folder or checkpoint whose weights start this run
 
     def __post_init__(self) -> None:
+        if self.scale == 0:
+            object.__setattr__(self, "scale", 4 if self.task == "upscale" else 1)
         _check_values(self)
 
     @property
@@ -125,6 +127,8 @@ def config_from_dict(
     if unknown:
         raise UsageError(f"unknown config key(s): {', '.join(unknown)}", source)
     checked = {key: _coerce(key, value, types_[key], source) for key, value in values.items()}
+    if "task" in checked and "scale" not in checked:
+        checked["scale"] = 0  # a new task without a scale takes that task's default scale
     return dataclasses.replace(base or TrainConfig(), **checked)
 
 

@@ -10,6 +10,7 @@ import hashlib
 import json
 import shutil
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,11 @@ def export_onnx(model: nn.Module, path: Path, *, opset: int = OPSET) -> Path:
     sample = torch.rand(1, 3, 4 * multiple, 4 * multiple) if multiple > 1 else torch.rand(1, 3, 32, 32)
     path.parent.mkdir(parents=True, exist_ok=True)
     dynamic = {0: "batch", 2: "height", 3: "width"}
-    with torch.no_grad():
+    # The legacy exporter warns that it is legacy, and the U-Nets' pad-if-needed branch is traced at a
+    # size needing no pad: the manifest's size_multiple makes the engine pad instead.
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        warnings.simplefilter("ignore", category=torch.jit.TracerWarning)
         torch.onnx.export(
             model.eval().float(),
             (sample,),

@@ -204,6 +204,8 @@ class Trainer:
         cfg = self.cfg
         if not cfg.steps and not cfg.minutes:
             raise UsageError("give a budget: steps or minutes")
+        if not cfg.data:
+            raise UsageError("no training data: give data folders (--data)")
         torch.manual_seed(cfg.seed + self.state.step)
         batches = iter(self.load_data())
         self.load_validation()

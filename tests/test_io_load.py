@@ -459,3 +459,31 @@ def test_path_argument_only_names_the_photo(tmp_path: Path) -> None:
         photo = photo_from_pil(img, path=tmp_path / "elsewhere.png")
     assert photo.info.path == tmp_path / "elsewhere.png" and photo.info.bit_depth == 16
     assert np.array_equal(np.rint(photo.rgb * 65535).astype(np.uint16), _DEEP[..., :3])
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "TIFF", "WEBP", "PNG16"])
+def test_corrupted_files_only_raise_read_errors(tmp_path: Path, fmt: str) -> None:
+    """Seeded byte flips and cuts: every outcome is a Photo or an ImageReadError, never a traceback."""
+    buffer = io.BytesIO()
+    if fmt == "PNG16":
+        data = png_16bit_bytes(_DEEP[..., :3])
+    else:
+        img = asymmetric_image("RGB" if fmt == "JPEG" else "RGBA", 32, 24)
+        kwargs = {"exif": exif_bytes(6)} if fmt != "GIF" else {}
+        img.save(buffer, format=fmt, **kwargs)
+        data = buffer.getvalue()
+    rng = np.random.default_rng(7)
+    path = tmp_path / f"fuzz.{fmt.lower()}"
+    for i in range(40):
+        damaged = bytearray(data)
+        for _ in range(int(rng.integers(1, 6))):
+            damaged[int(rng.integers(0, len(damaged)))] = int(rng.integers(0, 256))
+        if i % 4 == 0:
+            damaged = damaged[: int(rng.integers(1, len(damaged)))]
+        path.write_bytes(bytes(damaged))
+        try:
+            photo = load_photo(path)
+        except ImageReadError as err:
+            assert str(path) in str(err)
+        else:
+            assert photo.rgb.dtype == np.float32 and np.isfinite(photo.rgb).all()

@@ -1010,7 +1010,8 @@ def _deep_pixels(photo: Photo, grey: bool, icc: bytes | None) -> tuple[np.ndarra
     planes = _out_planes(photo, grey)
     out_icc = None if grey else _srgb_icc_bytes()
     if icc and _icc_is_srgb(icc):
-        out_icc = out_icc and icc
+        if not grey:
+            out_icc = icc  # the source's own sRGB profile bytes, pixels unchanged
     elif icc:
         converted = _icc_float_from_srgb(planes, icc)
         if converted is not None:

@@ -487,3 +487,15 @@ def test_corrupted_files_only_raise_read_errors(tmp_path: Path, fmt: str) -> Non
             assert str(path) in str(err)
         else:
             assert photo.rgb.dtype == np.float32 and np.isfinite(photo.rgb).all()
+
+
+def test_metadata_recorded(tmp_path: Path) -> None:
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description tiff:Orientation="1"/></x:xmpmeta>'
+    path = tmp_path / "meta.jpg"
+    Image.fromarray(asymmetric_rgb()).save(path, exif=exif_bytes(1), xmp=xmp, dpi=(240, 240))
+    photo = load_photo(str(path))  # str paths work too
+    assert photo.info.path == path and photo.info.format == "JPEG" and photo.info.mode == "RGB"
+    assert photo.info.xmp == xmp
+    assert photo.info.dpi == pytest.approx((240, 240))
+    assert b"PhotosrCam" in photo.info.exif
+    assert photo.info.frames == 1 and photo.info.bit_depth == 8 and not photo.info.grey

@@ -92,3 +92,17 @@ def test_reachable_from_the_photosr_group(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "o" / "photo0_2.png").size == (32, 24)
+
+
+def test_masks_for_dewatermark(tmp_path):
+    inputs = _inputs(tmp_path)[:1]
+    out = tmp_path / "o"
+    args = ["-r", "dewatermark", "--masks", str(inputs[0]), "-o", str(out), "--count", "2"]
+    result = CliRunner().invoke(crappify, args)
+    assert result.exit_code == 0, result.output
+    for k in range(2):
+        mask = np.asarray(Image.open(out / f"photo0_{k}_mask.png"))
+        damaged = np.asarray(Image.open(out / f"photo0_{k}.png"))
+        assert mask.shape == damaged.shape[:2] and mask.max() > 40
+    assert json.loads((out / "params.json").read_text())["variants"][0]["mask"] == "photo0_0_mask.png"
+    assert Image.open(out / "sheet.png").width == 5 * 256  # clean, then image and mask per variant

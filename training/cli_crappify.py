@@ -81,12 +81,36 @@ def _short(name: str, limit: int = 24) -> str:
     return name if len(name) <= limit else name[: limit - 3] + "..."
 
 
-def _damage(crap: Crappifier, image: Image.Image, seed: int) -> tuple[Image.Image, dict | None]:
+def _damage(
+    crap: Crappifier, image: Image.Image, seed: int
+) -> tuple[Image.Image, dict | None, np.ndarray | None]:
+    """(damaged image, params or None for opaque callables, overlay mask or None)."""
     rng = np.random.default_rng(seed)
     if not crap.splittable:
-        return crap(image, rng), None
+        return crap(image, rng), None, None
     params = crap.sample(rng)
-    return crap.apply(image, params), params
+    damaged, mask = crap.apply_with_mask(image, params)
+    return damaged, params, mask
+
+
+def _variants(
+    crap: Crappifier, clean: Image.Image, stem: str, out: Path, seeds: range, masks: bool
+) -> tuple[list[tuple[Image.Image, str]], list[dict]]:
+    """Write one damaged image (and its mask) per seed; the sheet cells and the log entries."""
+    cells, log = [], []
+    for k, seed in enumerate(seeds):
+        damaged, params, mask = _damage(crap, clean, seed)
+        target = out / f"{stem}_{k}.png"
+        damaged.save(target)
+        cells.append((damaged, f"seed {seed} {damaged.width}x{damaged.height}"))
+        entry = {"output": target.name, "seed": seed, "params": params}
+        if masks and mask is not None and mask.max() > 0:
+            mask_image = Image.fromarray((mask * 255.0 + 0.5).astype(np.uint8), "L")
+            mask_image.save(out / f"{stem}_{k}_mask.png")
+            cells.append((mask_image.convert("RGB"), f"mask {seed}"))
+            entry["mask"] = f"{stem}_{k}_mask.png"
+        log.append(entry)
+    return cells, log
 
 
 @click.command("crappify")
@@ -136,7 +160,8 @@ def _damage(crap: Crappifier, image: Image.Image, seed: int) -> tuple[Image.Imag
     help="Shrink inputs to this longest side first (training sees crops, so damage sized in "
     "pixels looks right at crop scale); 0 keeps full size.",
 )
-def crappify(recipe, task, scale, inputs, out, seed, count, max_side) -> None:  # noqa: PLR0913
+@click.option("--masks", is_flag=True, help="Also write (and show) the mask of what overlays drew.")
+def crappify(recipe, task, scale, inputs, out, seed, count, max_side, masks) -> None:  # noqa: PLR0913
     """Damage INPUT photos with a crappification and write a before/after contact sheet."""
     try:
         scale = scale or declared_scale(recipe) or 1
@@ -149,14 +174,9 @@ def crappify(recipe, task, scale, inputs, out, seed, count, max_side) -> None:  
             stems.add(stem)
             clean = shrink_to(load_rgb(path), max_side)
             clean = clean.crop((0, 0, clean.width - clean.width % scale, clean.height - clean.height % scale))
-            row = [(clean, f"{_short(path.name)} {clean.width}x{clean.height}")]
-            for k in range(count):
-                damaged, params = _damage(crap, clean, seed + k)
-                target = out / f"{stem}_{k}.png"
-                damaged.save(target)
-                row.append((damaged, f"seed {seed + k} {damaged.width}x{damaged.height}"))
-                log.append({"input": str(path), "output": target.name, "seed": seed + k, "params": params})
-            rows.append(row)
+            cells, entries = _variants(crap, clean, stem, out, range(seed, seed + count), masks)
+            rows.append([(clean, f"{_short(path.name)} {clean.width}x{clean.height}"), *cells])
+            log += [{"input": str(path), **entry} for entry in entries]
         contact_sheet(rows).save(out / "sheet.png")
         info = {"crappifier": crap.describe(), "variants": log}
         (out / "params.json").write_text(json.dumps(info, indent=1, default=str))

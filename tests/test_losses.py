@@ -179,7 +179,15 @@ def test_loss_config_rejects_bad_values(kwargs, needle):
         LossConfig(**cfg)
 
 
-def test_loss_config_is_frozen():
+def test_loss_config_is_frozen_hashable_and_copies_layers():
     cfg = LossConfig()
     with pytest.raises(AttributeError):
         cfg.pixel = 2.0  # type: ignore[misc]
+    layers = {"x4": 1.0}
+    a, b = (
+        LossConfig(perceptual=1.0, perceptual_layers=layers),
+        LossConfig(perceptual=1.0, perceptual_layers={"x4": 1.0}),
+    )
+    layers["x8"] = 1.0
+    assert a.perceptual_layers == {"x4": 1.0}
+    assert a == b and hash(a) == hash(b) and len({a, b, cfg}) == 2

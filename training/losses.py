@@ -292,8 +292,14 @@ class LossConfig:
             raise UsageError("pixel/perceptual/gan: at least one loss weight must be above 0")
         if self.perceptual_layers is not None:
             _check_layers(self.perceptual_net, self.perceptual_layers)
-            # a read-only copy, so the frozen config cannot change under a running trainer
+            # a private copy, so changing the caller's dict cannot change a running trainer's config
             object.__setattr__(self, "perceptual_layers", dict(self.perceptual_layers))
+
+    def __hash__(self) -> int:
+        # The generated hash would fail on the layers dict; hash its items instead.
+        layers = tuple(sorted(self.perceptual_layers.items())) if self.perceptual_layers else None
+        fields = (self.pixel, self.pixel_kind, self.charbonnier_eps, self.perceptual, self.perceptual_net)
+        return hash((*fields, layers, self.vgg_weights, self.gan, self.critic_channels, self.critic_layers))
 
 
 class GeneratorLoss(nn.Module):

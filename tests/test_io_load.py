@@ -461,6 +461,8 @@ def test_path_argument_only_names_the_photo(tmp_path: Path) -> None:
     assert np.array_equal(np.rint(photo.rgb * 65535).astype(np.uint16), _DEEP[..., :3])
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow warns about each broken TIFF tag
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")  # a damaged size field
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "TIFF", "WEBP", "PNG16"])
 def test_corrupted_files_only_raise_read_errors(tmp_path: Path, fmt: str) -> None:
     """Seeded byte flips and cuts: every outcome is a Photo or an ImageReadError, never a traceback."""

@@ -31,6 +31,7 @@ from photosr.errors import PhotosrError, TransientError
 # object with `.status` ("ok"|"failed"|"skipped") and `.error`, like photosr.pipeline.FileResult.
 ProcessorFactory = Callable[[], Callable[[Path, Path], Any]]
 
+_START_TIMEOUT = 300.0  # seconds for a worker to build its pipeline (hash check and session of a big model)
 _TRANSIENT_ERRNOS = {errno.EAGAIN, errno.EBUSY, errno.ENOSPC, errno.EDQUOT, errno.ETXTBSY, errno.EINTR}
 # Errors come back from the pipeline as text; "[Errno N]" is how an OSError prints.
 _ERRNO_IN_TEXT = re.compile(r"\[Errno (\d+)\]")
@@ -147,8 +148,13 @@ class Worker:
         child_conn.close()
         self._conn = parent_conn
         try:
+            if not parent_conn.poll(_START_TIMEOUT):  # a factory stuck on a hung share or device
+                raise OSError(f"no answer within {_START_TIMEOUT:g} s")
             kind, message = parent_conn.recv()
-        except (EOFError, OSError):
+        except OSError as err:
+            kind, message = "init-failed", f"worker did not start: {err}"
+        except EOFError:
+            self._proc.join(1.0)
             kind, message = "init-failed", f"worker exited with code {self._proc.exitcode}"
         if kind != "ready":
             self.kill()

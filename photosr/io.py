@@ -42,7 +42,15 @@ from typing import BinaryIO
 
 import numpy as np
 import piexif
-from PIL import Image, ImageCms, ImageFile, PngImagePlugin, TiffImagePlugin, UnidentifiedImageError
+from PIL import (
+    Image,
+    ImageCms,
+    ImageFile,
+    PngImagePlugin,
+    TiffImagePlugin,
+    UnidentifiedImageError,
+    features,
+)
 
 from photosr.colour import linear_to_srgb, luminance, srgb_to_linear
 from photosr.errors import ImageReadError, ImageTooLargeError, ImageWriteError, UsageError
@@ -172,6 +180,10 @@ def _sniff(path: Path) -> str:
         return "unreadable"
     if not head:
         return "empty file"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis"):
+        if features.check("avif"):
+            return "an AVIF file Pillow could not decode"
+        return "AVIF needs a Pillow built with AVIF support (11.2 or later)"
     return f"starts with {head[:8]!r}"
 
 

@@ -501,3 +501,21 @@ def test_metadata_recorded(tmp_path: Path) -> None:
     assert photo.info.dpi == pytest.approx((240, 240))
     assert b"PhotosrCam" in photo.info.exif
     assert photo.info.frames == 1 and photo.info.bit_depth == 8 and not photo.info.grey
+
+
+def test_permission_error_from_open_is_typed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Simulated, since the tests may run as root (which reads anything)."""
+    path = tmp_path / "locked.png"
+    Image.new("RGB", (4, 4)).save(path)
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(Image, "open", denied)
+    _expect(path, ImageReadError, "permission denied")
+
+
+def test_unreadable_avif_names_the_reason(tmp_path: Path) -> None:
+    path = tmp_path / "pic.avif"
+    path.write_bytes(b"\x00\x00\x00\x1cftypavif\x00\x00\x00\x00avifmif1" + b"\x00" * 16)
+    _expect(path, ImageReadError, "AVIF")

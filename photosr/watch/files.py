@@ -109,9 +109,13 @@ def move_original(src: Path, dest: Path) -> Path:
         if err.errno != 18:  # EXDEV: cross-device; anything else is a real failure
             raise
     tmp = dest.with_name(TEMP_MARK + dest.name)
-    shutil.copy2(src, tmp)
-    fsync_file(tmp)
-    os.replace(tmp, dest)
+    try:
+        shutil.copy2(src, tmp)
+        fsync_file(tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # the original is untouched; leave no half copy behind
+        raise
     _fsync_dir(dest.parent)
     os.unlink(src)
     return dest

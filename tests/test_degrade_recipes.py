@@ -209,3 +209,16 @@ def test_the_readme_example_recipe_runs(tmp_path):
     for task, scale in (("upscale", 2), ("restore", 1)):
         crap = load_crappifier(str(path), task=task, scale=scale)
         assert crap(_photo(), np.random.default_rng(0)).size == (64 // scale, 48 // scale)
+
+
+def test_relative_recipe_path_survives_pickling_into_another_folder(tmp_path, monkeypatch):
+    (tmp_path / "a").mkdir()
+    _write(tmp_path / "a", "mine.toml", RECIPE)
+    monkeypatch.chdir(tmp_path / "a")
+    crap = load_crappifier("mine.toml", task="upscale", scale=2)
+    data = pickle.dumps(crap)
+    monkeypatch.chdir(tmp_path)  # a spawned worker may start elsewhere
+    clone = pickle.loads(data)
+    assert clone.spec == "mine.toml"
+    hr = _photo()
+    assert clone(hr, np.random.default_rng(2)).tobytes() == crap(hr, np.random.default_rng(2)).tobytes()

@@ -239,6 +239,7 @@ def test_tiny_onnx_plugin_through_the_daemon(tmp_path, env):
             daemon.kill()
     with Image.open(out / "small.png") as image:
         assert image.size == (20, 12)
+    assert "steps=upscale:tiny-up2@1.0.0" in (tmp_path / "log.txt").read_text()  # which model made it
 
 
 def test_polling_observer_for_network_shares(tmp_path, env):

@@ -195,7 +195,7 @@ def watch(**values: Any) -> None:
     values.pop("as_json")
     try:
         options = _process_options(processing, values["workers"])
-        Pipeline(options)  # resolve plugins here: a bad name is a usage error now, not in every worker
+        pipeline = Pipeline(options)  # resolve plugins here: a bad name is a usage error now, not per worker
         config = WatchConfig(in_dir, out_dir, format=options.format, suffix=options.suffix, **values)
     except (UsageError, PluginNotFoundError) as err:
         raise click.UsageError(str(err)) from err
@@ -203,7 +203,17 @@ def watch(**values: Any) -> None:
         raise click.ClickException(str(err)) from err
     if not in_dir.is_dir():
         raise click.UsageError(f"{in_dir}: the folder to watch does not exist")
+    logger.info("pipeline", extra={"fields": {"steps": _describe(pipeline)}})
     _run_daemon(config, options, logger)
+
+
+def _describe(pipeline: Pipeline) -> str:
+    """`restore:restore-conv@1.0.0,upscale:upscale-x4@1.0.0` - which plugin versions made the outputs."""
+    steps = []
+    for step in pipeline.steps:
+        manifest = getattr(step.plugin, "manifest", None)
+        steps.append(step.task.name + (f":{manifest.name}@{manifest.version}" if manifest else ""))
+    return ",".join(steps)
 
 
 # run's processing options, shown right after -o in --help.

@@ -106,3 +106,13 @@ def test_masks_for_dewatermark(tmp_path):
         assert mask.shape == damaged.shape[:2] and mask.max() > 40
     assert json.loads((out / "params.json").read_text())["variants"][0]["mask"] == "photo0_0_mask.png"
     assert Image.open(out / "sheet.png").width == 5 * 256  # clean, then image and mask per variant
+
+
+def test_folders_are_walked_for_images(tmp_path):
+    _inputs(tmp_path)
+    (tmp_path / "Thumbs.db").write_bytes(b"junk")
+    (tmp_path / "notes.txt").write_text("not a photo")
+    out = tmp_path / "out"  # inside the input folder: never walked into
+    result = CliRunner().invoke(crappify, ["-r", "restore", str(tmp_path), "-o", str(out), "--count", "1"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.glob("*_0.png")) == ["photo0_0.png", "photo1_0.png", "rotated_0.png"]

@@ -76,6 +76,13 @@ def _fit_width(image: Image.Image, width: int) -> Image.Image:
     return image.resize((width, max(1, round(image.height * ratio))), method)
 
 
+def _expand(inputs: tuple[Path, ...], out: Path) -> list[Path]:
+    """Files as given; folders walked recursively for images (junk skipped) by photosr's discovery."""
+    from photosr.batch import discover
+
+    return [job.src for job in discover(inputs, recursive=True, skip_dirs=[out])]
+
+
 def _short(name: str, limit: int = 24) -> str:
     # Labels share a 256-pixel cell with the next column's label.
     return name if len(name) <= limit else name[: limit - 3] + "..."
@@ -134,9 +141,7 @@ def _variants(
     default=None,
     help="Model scale (default: what the recipe declares, else 1).",
 )
-@click.argument(
-    "inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
-)
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option(
     "-o",
     "--out",
@@ -162,14 +167,14 @@ def _variants(
 )
 @click.option("--masks", is_flag=True, help="Also write (and show) the mask of what overlays drew.")
 def crappify(recipe, task, scale, inputs, out, seed, count, max_side, masks) -> None:  # noqa: PLR0913
-    """Damage INPUT photos with a crappification and write a before/after contact sheet."""
+    """Damage INPUT photos (files or folders) with a crappification and write a before/after sheet."""
     try:
         scale = scale or declared_scale(recipe) or 1
         task = task or ("upscale" if scale > 1 else "restore")
         crap = load_crappifier(recipe, task=task, scale=scale)
         out.mkdir(parents=True, exist_ok=True)
         rows, log, stems = [], [], set()
-        for path in inputs:
+        for path in _expand(inputs, out):
             stem = path.stem if path.stem not in stems else f"{path.stem}-{len(stems)}"
             stems.add(stem)
             clean = shrink_to(load_rgb(path), max_side)

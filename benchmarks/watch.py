@@ -29,9 +29,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from photosr.cli.watch import pipeline_processor
 from photosr.pipeline import Pipeline, ProcessOptions
-from photosr.watch import Daemon, Ledger, WatchConfig
+from photosr.watch import Daemon, Ledger, WatchConfig, pipeline_processor
 from photosr.watch.status import LEDGER_NAME
 
 OPTIONS = ProcessOptions(tasks=("normalize",), threads=1)

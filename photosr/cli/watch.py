@@ -39,11 +39,6 @@ _PROCESSING_PARAMS = [
 _PROCESSING_NAMES = {p.name for p in _PROCESSING_PARAMS}
 
 
-def pipeline_processor(options: ProcessOptions) -> Any:
-    """Runs in each worker process: plugins resolved and sessions kept for the worker's whole life."""
-    return Pipeline(options).process_file
-
-
 def _config_keys(command: click.Command) -> dict[str, str]:
     """TOML key -> parameter name: every long option name (dashes or underscores) and the param name."""
     keys: dict[str, str] = {}
@@ -221,7 +216,7 @@ watch.params[3:3] = _PROCESSING_PARAMS
 
 
 def _run_daemon(config: WatchConfig, options: ProcessOptions, logger: logging.Logger) -> None:
-    from photosr.watch.daemon import Daemon
+    from photosr.watch.daemon import Daemon, pipeline_processor
 
     daemon = Daemon(config, functools.partial(pipeline_processor, options), logger=logger)
     signals = []

@@ -517,4 +517,14 @@ class Daemon:
         )
 
 
-__all__ = ["Daemon"]
+def pipeline_processor(options: Any) -> Any:
+    """photosr's own processing for `Daemon`: `functools.partial(pipeline_processor, ProcessOptions(...))`.
+
+    Runs in each worker process: plugins are resolved and sessions kept for the worker's whole life.
+    """
+    from photosr.pipeline import Pipeline
+
+    return Pipeline(options).process_file
+
+
+__all__ = ["Daemon", "pipeline_processor"]

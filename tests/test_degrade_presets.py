@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import numpy as np
@@ -72,6 +73,12 @@ def test_describe_and_hash_name_the_recipe_file():
     assert info["source"].endswith("restore.toml")
     assert len(crap.source_hash()) == 64 and info["sha256"] == crap.source_hash()
     assert info["recipe"]["steps"]
+    for name in preset_names():  # provenance goes into TOML manifests and JSON logs as is
+        json.dumps(
+            load_crappifier(
+                name, task="upscale" if name.startswith("upscale") else "restore", scale=_scale_of(name)
+            ).describe()
+        )
 
 
 def test_pickles_for_dataloader_workers():
@@ -109,3 +116,8 @@ def test_presets_survive_tiny_images():
                 Image.new("RGB", (5 * declared, 3 * declared), (90, 60, 30)), np.random.default_rng(seed)
             )
             assert out.size == (5, 3)
+
+
+def _scale_of(name: str) -> int:
+    declared = read_recipe(RECIPES_DIR / f"{name}.toml").get("scale")
+    return declared or (3 if name == "upscale" else 1)

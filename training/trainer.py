@@ -114,11 +114,21 @@ def new_model(cfg: TrainConfig) -> tuple[str, nn.Module]:
     return arch, model
 
 
+ENCODER_LR_SCALE = 0.1  # a pretrained encoder, once unfrozen, moves at a tenth of the decoder's rate
+
+
 def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    # No decay on biases and per-channel scalars (PReLU slopes): decaying them only hurts.
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    rest = [p for p in model.parameters() if p.ndim < 2]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    """AdamW; no decay on biases and per-channel scalars (PReLU slopes): decaying them only hurts."""
+    encoder = {id(p) for p in getattr(model, "encoder_parameters", list)()}
+    groups = []
+    for is_encoder, lr_scale in ((False, 1.0), (True, ENCODER_LR_SCALE)):
+        params = [p for p in model.parameters() if (id(p) in encoder) == is_encoder]
+        for decay in (True, False):
+            chosen = [p for p in params if (p.ndim >= 2) == decay]
+            if chosen:
+                groups.append(
+                    {"params": chosen, "weight_decay": cfg.weight_decay * decay, "lr_scale": lr_scale}
+                )
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.99))
 
 
@@ -155,6 +165,7 @@ class Trainer:
         self.crappifier = resolve_crappifier(cfg.recipe, task=cfg.task, scale=cfg.scale)
         if resume:
             self._restore(load_checkpoint(self.run_dir / "last.pt"))
+        self.encoder_frozen = False
         self.net = self.dist.wrap(self.model)
         self.val_pairs: list = []
         self.last_metrics: dict[str, Any] = {}
@@ -239,8 +250,10 @@ class Trainer:
 
     def train_step(self, lr_in: torch.Tensor, hr: torch.Tensor) -> float:
         cfg = self.cfg
+        progress = self.progress()
+        self.update_freezing(progress)
         for group in self.optimizer.param_groups:
-            group["lr"] = one_cycle_lr(self.progress(), cfg.lr, cfg.pct_start)
+            group["lr"] = one_cycle_lr(progress, cfg.lr, cfg.pct_start) * group.get("lr_scale", 1.0)
         fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
         lr_in = lr_in.to(self.device, memory_format=fmt, non_blocking=True)
         hr = hr.to(self.device, non_blocking=True)
@@ -274,6 +287,17 @@ class Trainer:
             self.scaler.update()
         else:
             self.optimizer.step()
+
+    def update_freezing(self, progress: float) -> None:
+        """Gradual unfreezing: a pretrained encoder trains only after `unfreeze_at` of the budget."""
+        if not hasattr(self.model, "set_encoder_frozen"):
+            return
+        frozen = progress < self.cfg.unfreeze_at
+        if frozen != self.encoder_frozen:
+            self.model.set_encoder_frozen(frozen)
+            self.encoder_frozen = frozen
+            self.net = self.dist.wrap(self.model)  # DDP registers only parameters that need gradients
+            self.log(f"step {self.state.step}: encoder {'frozen' if frozen else 'unfrozen'}")
 
     def critic_step(self, sr: torch.Tensor, hr: torch.Tensor) -> None:
         loss = critic_loss(self.critic, sr, hr)

@@ -1,0 +1,81 @@
+"""Architectures: output shapes at 16x16 and at sizes no multiple of anything; identity at init."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.nn.functional as F  # noqa: E402
+from photosr.training.models import ARCHITECTURES, build_model, count_parameters, default_arch  # noqa: E402
+
+from photosr.errors import UsageError  # noqa: E402
+
+TINY = {
+    "plain": {"channels": 8, "convs": 2},
+    "resunet": {"channels": [8, 16, 24], "blocks": 1},
+    "effunet": {"depth": 3, "decoder": [8, 16, 24], "full_res": 8, "pretrained": False},
+}
+SIZES = [(16, 16), (17, 23), (5, 9), (40, 33)]
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("scale", [1, 2, 4])
+def test_output_shape_every_arch(arch: str, scale: int) -> None:
+    model = build_model(arch, scale=scale, **TINY[arch]).eval()
+    for h, w in SIZES:
+        with torch.no_grad():
+            out = model(torch.rand(2, 3, h, w))
+        assert out.shape == (2, 3, h * scale, w * scale)
+        assert out.dtype == torch.float32
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("scale", [1, 3])
+def test_untrained_net_is_the_upsampled_input(arch: str, scale: int) -> None:
+    """Zero-initialised last convs: before training, out = input (1x) or its bicubic enlargement."""
+    model = build_model(arch, scale=scale, **TINY[arch]).eval()
+    x = torch.rand(1, 3, 16, 20)
+    base = x if scale == 1 else F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+    with torch.no_grad():
+        assert torch.allclose(model(x), base, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_hparams_rebuild_the_same_architecture(arch: str) -> None:
+    model = build_model(arch, scale=2, **TINY[arch])
+    hparams = dict(model.hparams)
+    again = build_model(arch, scale=hparams.pop("scale"), **hparams)
+    assert again.state_dict().keys() == model.state_dict().keys()
+    assert count_parameters(again) == count_parameters(model)
+
+
+def test_gradients_reach_every_layer_within_three_steps() -> None:
+    """Zero-initialised convs must not block learning: the tail and each ResBlock's second conv move in
+    step 1, the blocks' first convs get gradients from step 3 on (two zero layers deep)."""
+    model = build_model("resunet", scale=1, **TINY["resunet"])
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x, y = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    for _ in range(3):
+        opt.zero_grad()
+        F.l1_loss(model(x), y).backward()
+        opt.step()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_effunet_pretrained_encoder_and_freezing() -> None:
+    model = build_model("effunet", scale=1, depth=2, decoder=[8, 16], full_res=8)
+    first_conv = model.stem[0].weight
+    assert first_conv.abs().sum() > 0  # ImageNet weights were loaded
+    model.set_encoder_frozen(True)
+    assert not any(p.requires_grad for p in model.encoder_parameters())
+    assert all(p.requires_grad for p in model.tail.parameters())
+    model.train()
+    assert not model.stem[1].training  # encoder batch norms keep their ImageNet statistics
+
+
+def test_unknown_arch_and_bad_hyperparameters_are_usage_errors() -> None:
+    with pytest.raises(UsageError, match="unknown architecture"):
+        build_model("nope", scale=2)
+    with pytest.raises(UsageError, match="plain"):
+        build_model("plain", scale=2, widht=3)
+    assert default_arch("upscale") == "plain" and default_arch("restore") == "resunet"

@@ -25,6 +25,7 @@ matrix/TRC profiles (LittleCMS via ImageCms only has 8-bit RGB).
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
@@ -390,7 +391,7 @@ def _to_srgb(img: Image.Image) -> tuple[Image.Image, bytes | None]:
         if converted is not None:
             return converted, icc
     if img.mode == "CMYK":
-        # No profile: Pillow's R = 255 - C - K style conversion is the usual untagged-CMYK guess.
+        # No profile: Pillow's R = (255 - C)(255 - K) / 255, the usual guess for untagged CMYK.
         return img.convert("RGB"), None
     return img, None
 
@@ -569,6 +570,7 @@ def _srgb() -> ImageCms.ImageCmsProfile:
     return _srgb_profile
 
 
+@functools.lru_cache(maxsize=1)
 def _srgb_icc_bytes() -> bytes:
     return _srgb().tobytes()
 
@@ -581,8 +583,9 @@ def _icc_colour_space(icc: bytes) -> str:
     return icc[16:20].decode("latin-1").strip() if len(icc) >= 20 else ""
 
 
+@functools.lru_cache(maxsize=32)
 def _icc_is_srgb(icc: bytes) -> bool:
-    """Profiles describing themselves as sRGB are taken as sRGB (no conversion: ~0.1 s saved at 12 MP)."""
+    """Profiles describing themselves as sRGB are taken as sRGB (no conversion: ~0.5 s saved at 12 MP)."""
     if _icc_colour_space(icc) != "RGB":
         return False
     try:

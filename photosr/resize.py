@@ -33,7 +33,7 @@ def _method(src_shape: tuple[int, ...], size: tuple[int, int]) -> Image.Resampli
 
 
 def _resample_plane(plane: np.ndarray, size: tuple[int, int], method: Image.Resampling) -> np.ndarray:
-    """One HxW float32 plane resampled by Pillow's F mode (wrapped without a copy when contiguous)."""
+    """One HxW float32 plane resampled by Pillow's F mode (Pillow copies it in; F cannot be mapped)."""
     plane = np.ascontiguousarray(plane, dtype=np.float32)
     img = Image.frombuffer("F", (plane.shape[1], plane.shape[0]), plane, "raw", "F", 0, 1)
     return np.asarray(img.resize(size, method, reducing_gap=None), dtype=np.float32)

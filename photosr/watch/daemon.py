@@ -36,6 +36,8 @@ from photosr.watch.status import LEDGER_NAME, write_status
 from photosr.watch.workers import Outcome, ProcessorFactory, Worker
 
 _BACKOFF_START, _BACKOFF_MAX = 1.0, 60.0  # seconds before retrying a transient failure, doubling
+# status.json refresh: counting a ledger of a million rows takes tens of milliseconds, not for every tick.
+_STATUS_EVERY = 5.0
 
 
 @dataclass(frozen=True)
@@ -500,7 +502,7 @@ class Daemon:
         now = time.monotonic()
         if not force and now < self._status_due:
             return
-        self._status_due = now + 1.0
+        self._status_due = now + _STATUS_EVERY
         assert self._ledger is not None
         with self._flight_lock:
             in_flight = sorted(self._in_flight)

@@ -1,6 +1,6 @@
 """What a running (or stopped) daemon has done: the status file it keeps and `photosr watch --status`.
 
-The ledger is the truth; `status.json` in the state folder is a snapshot refreshed about once a second
+The ledger is the truth; `status.json` in the state folder is a snapshot refreshed every few seconds
 for monitoring tools that would rather not open SQLite.
 """
 

@@ -46,6 +46,8 @@ def resolve_crappifier(spec: str | None, *, task: str, scale: int) -> Crappifier
     from .degrade import load_crappifier
 
     if spec == "bicubic":
+        if task != "upscale":
+            raise UsageError(f"recipe 'bicubic' only makes sense for upscaling, not task {task!r}")
         spec = "upscale"
     return load_crappifier(spec, task=task, scale=scale)
 

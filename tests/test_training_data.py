@@ -1,0 +1,102 @@
+"""Training data: folder discovery, in-memory photos, seeded patch streams, validation pairs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+torch = pytest.importorskip("torch")
+
+from photosr.training.data import (  # noqa: E402
+    PatchStream,
+    find_images,
+    load_images,
+    make_loader,
+    mod_crop,
+    resolve_crappifier,
+    validation_pairs,
+)
+
+from photosr.errors import UsageError  # noqa: E402
+
+
+def _images(count: int = 3, size: int = 40) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 256, (size, size + 8 * i, 3), dtype=np.uint8) for i in range(count)]
+
+
+def _stream(images: list[np.ndarray], scale: int = 2) -> PatchStream:
+    crappifier = resolve_crappifier("upscale", task="upscale", scale=scale)
+    return PatchStream(images, crappifier, scale=scale, patch=8, batch_size=4)
+
+
+def test_find_images_recurses_and_skips_junk(tmp_path: Path) -> None:
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / ".hidden").mkdir()
+    for name in ("a/one.png", "a/b/two.JPG", ".hidden/three.png", "a/.four.png", "a/notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in find_images([tmp_path])] == ["two.JPG", "one.png"]
+    with pytest.raises(UsageError, match="no such file"):
+        find_images([tmp_path / "missing"])
+
+
+def test_load_images_applies_exif_orientation_and_size_filter(tmp_path: Path) -> None:
+    img = Image.new("RGB", (30, 20), "red")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90: the upright photo is 20 wide, 30 high
+    img.save(tmp_path / "rot.jpg", exif=exif)
+    Image.new("RGB", (8, 8)).save(tmp_path / "tiny.png")
+    images = load_images(find_images([tmp_path]), min_side=16)
+    assert len(images) == 1 and images[0].shape == (30, 20, 3) and images[0].dtype == np.uint8
+    with pytest.raises(UsageError, match="no usable photos"):
+        load_images(find_images([tmp_path]), min_side=64)
+
+
+def test_stream_batches_have_the_right_shapes_and_ranges() -> None:
+    lr, hr = next(iter(_stream(_images())))
+    assert lr.shape == (4, 3, 8, 8) and hr.shape == (4, 3, 16, 16)
+    assert lr.dtype == torch.float32 and lr.min() >= 0 and hr.max() <= 1
+
+
+def test_stream_is_reproducible_from_the_seed_and_differs_across_seeds() -> None:
+    stream = _stream(_images())
+
+    def first(seed: int) -> torch.Tensor:
+        return next(iter(make_loader(stream, workers=0, seed=seed)))[1]
+
+    torch.manual_seed(5)
+    a = first(5)
+    torch.manual_seed(5)
+    assert torch.equal(a, first(5))
+    torch.manual_seed(6)
+    assert not torch.equal(a, first(6))
+
+
+def test_workers_get_different_streams() -> None:
+    loader = make_loader(_stream(_images()), workers=2, seed=0)
+    batches = iter(loader)
+    a, b = next(batches)[1], next(batches)[1]  # consecutive batches come from the two workers
+    assert not torch.equal(a, b)
+    del batches, loader
+
+
+def test_crappifier_with_the_wrong_output_size_is_reported() -> None:
+    stream = PatchStream(_images(), lambda img, rng: img, scale=2, patch=8, batch_size=1)
+    with pytest.raises(UsageError, match="expected 8x8"):
+        next(iter(stream))
+
+
+def test_validation_pairs_are_fixed_and_mod_cropped() -> None:
+    crappifier = resolve_crappifier("bicubic", task="upscale", scale=4)
+    pairs = validation_pairs(_images(5, 42), crappifier, scale=4, crop=30, count=3)
+    again = validation_pairs(_images(5, 42), crappifier, scale=4, crop=30, count=3)
+    assert len(pairs) == 3
+    for (lr, hr), (lr2, _) in zip(pairs, again, strict=True):
+        assert hr.shape == (28, 28, 3) and lr.shape == (7, 7, 3)
+        assert np.array_equal(lr, lr2)
+    assert mod_crop(np.zeros((10, 7, 3)), 4).shape == (8, 4, 3)
+    with pytest.raises(UsageError, match="only makes sense for upscaling"):
+        resolve_crappifier("bicubic", task="restore", scale=1)

@@ -7,7 +7,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from photosr.watch.stability import StabilityTracker, is_candidate
+from photosr.watch.stability import CLOSED_SETTLE, StabilityTracker, is_candidate
 
 
 class Clock:
@@ -81,14 +81,26 @@ def test_growing_file_restarts_the_clock(tmp_path):
     assert stable.size == 6
 
 
-def test_close_write_needs_only_one_unchanged_recheck(tmp_path):
+def test_close_write_shortens_the_settle_time(tmp_path):
     clock, photo = Clock(), tmp_path / "c.jpg"
     _write(photo, b"done", 1_000)
     tracker = StabilityTracker(60.0, clock=clock)
     tracker.touch("c.jpg", photo)
     tracker.closed("c.jpg", photo)
     assert tracker.ready() == []  # measured once
-    clock.now += 0.05
+    clock.now += CLOSED_SETTLE / 2
+    assert tracker.ready() == []
+    clock.now += CLOSED_SETTLE / 2
+    assert [s.rel for s in tracker.ready()] == ["c.jpg"]
+
+
+def test_close_write_never_lengthens_a_short_settle(tmp_path):
+    clock, photo = Clock(), tmp_path / "c.jpg"
+    _write(photo, b"done", 1_000)
+    tracker = StabilityTracker(0.05, clock=clock)
+    tracker.closed("c.jpg", photo)
+    tracker.ready()
+    clock.now += 0.06
     assert [s.rel for s in tracker.ready()] == ["c.jpg"]
 
 

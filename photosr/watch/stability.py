@@ -2,7 +2,7 @@
 
 Filesystem events say a file appeared or changed, not that the writer is finished (a copy over the network
 fires `created` at the first byte). A path is a candidate until its size and mtime have stayed the same for
-`settle` seconds; a close-after-write event (inotify reports it) shortens that to one unchanged re-check.
+`settle` seconds; a close-after-write event (inotify reports it) shortens that to a quarter second.
 Temporary names (`.part`, `.crdownload`, `~`, `.~lock`, dotfiles) never become candidates: the finished
 file arrives by rename, and the rename is the event that counts.
 """
@@ -17,6 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 
 from photosr.batch import IMAGE_EXTENSIONS, is_junk
+
+# After a close-after-write event the file only has to hold still this long (or `settle`, if shorter):
+# enough to see through writers that reopen the file for every chunk, short next to a settle of seconds.
+CLOSED_SETTLE = 0.25
 
 # Folders that hold thumbnails or OS bookkeeping on NAS boxes and desktops, never photos to process.
 _JUNK_DIRS = frozenset({"@eadir", "__macosx", "$recycle.bin", "system volume information", "#recycle"})
@@ -83,7 +87,7 @@ class StabilityTracker:
                 self._attempts[rel] = attempts
 
     def closed(self, rel: str, path: Path) -> None:
-        """The writer closed the file: one more unchanged look is enough."""
+        """The writer closed the file: `CLOSED_SETTLE` seconds unchanged are enough."""
         with self._lock:
             candidate = self._candidates.get(rel)
             if candidate is None:
@@ -126,7 +130,7 @@ class StabilityTracker:
                 candidate.size, candidate.mtime_ns = st.st_size, st.st_mtime_ns
                 candidate.since = now
                 return None
-            if not candidate.closed and now - candidate.since < self.settle:
+            if now - candidate.since < (min(self.settle, CLOSED_SETTLE) if candidate.closed else self.settle):
                 return None
             del self._candidates[rel]
             attempts = self._attempts.pop(rel, 0)

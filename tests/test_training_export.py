@@ -1,0 +1,96 @@
+"""Export: ONNX convention, parity with PyTorch for every architecture, manifest the runtime accepts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+
+from photosr.training.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from photosr.training.config import TrainConfig  # noqa: E402
+from photosr.training.export import (  # noqa: E402
+    check_parity,
+    export_onnx,
+    export_plugin,
+    gflops_per_megapixel,
+    to_toml,
+)
+from photosr.training.models import build_model  # noqa: E402
+
+from photosr.errors import PluginError  # noqa: E402
+from photosr.plugins import Plugin, load_manifest  # noqa: E402
+
+TINY = {
+    "plain": {"channels": 8, "convs": 2},
+    "resunet": {"channels": [8, 16], "blocks": 1},
+    "effunet": {"depth": 2, "decoder": [8, 16], "full_res": 8, "pretrained": False},
+}
+
+
+def _randomised(model: torch.nn.Module) -> torch.nn.Module:
+    """Untrained nets are the identity (zero tails); parity must be checked on a net that does something."""
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=gen))
+    return model.eval()
+
+
+@pytest.mark.parametrize("arch", sorted(TINY))
+def test_onnx_convention_and_parity(arch: str, tmp_path: Path) -> None:
+    scale = 1 if arch == "effunet" else 2
+    model = _randomised(build_model(arch, scale=scale, **TINY[arch]))
+    path = export_onnx(model, tmp_path / "m.onnx")
+    proto = onnx.load(str(path))
+    assert proto.opset_import[0].version >= 17
+    assert len(proto.graph.input) == 1 and len(proto.graph.output) == 1
+    dims = [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim]
+    assert dims[1] == 3 and all(isinstance(d, str) for d in (dims[0], dims[2], dims[3]))  # dynamic N, H, W
+    assert check_parity(model, path) < 1e-4
+
+
+def test_parity_failure_is_a_plugin_error(tmp_path: Path) -> None:
+    model = _randomised(build_model("plain", scale=2, **TINY["plain"]))
+    path = export_onnx(model, tmp_path / "m.onnx")
+    with torch.no_grad():
+        model.tail.bias.add_(0.1)  # the PyTorch model drifts away from the exported file
+    with pytest.raises(PluginError, match="parity"):
+        check_parity(model, path)
+
+
+def test_export_plugin_writes_a_folder_the_runtime_loads(tmp_path: Path) -> None:
+    cfg = TrainConfig(
+        task="upscale", scale=2, data=(str(tmp_path),), recipe="upscale", arch="plain", model=TINY["plain"]
+    )
+    model = _randomised(build_model("plain", scale=2, **TINY["plain"]))
+    ckpt = save_checkpoint(tmp_path / "c.pt", cfg=cfg, arch="plain", model=model, step=7, seconds=1.5)
+    manifest = export_plugin(ckpt, tmp_path / "plugin", name="tiny-x2")
+    loaded = load_manifest(tmp_path / "plugin")
+    assert loaded.name == "tiny-x2" and loaded.model.scale == 2 and loaded.task == "upscale"
+    assert loaded.training["steps"] == 7 and loaded.training["crappifier"]["name"] == "upscale"
+    assert manifest["metrics"]["parameters"] == sum(p.numel() for p in model.parameters())
+    plugin = Plugin(tmp_path / "plugin")
+    plugin.verify()  # sha256 matches
+    out = plugin.infer(plugin.session(), np.full((10, 12, 3), 0.5, np.float32))
+    assert out.shape == (20, 24, 3)
+    again = load_checkpoint(tmp_path / "plugin")  # weights-only copy for --init-from
+    assert again["step"] == 7 and "optimizer" not in again
+
+
+def test_gflops_counts_convolutions() -> None:
+    model = build_model("plain", scale=2, channels=8, convs=0)
+    # head 3->8 and tail 8->12, 3x3 each, at every input pixel
+    expected = 2 * (3 * 8 * 9 + 8 * 12 * 9) / 1e3
+    assert gflops_per_megapixel(model) == pytest.approx(expected)
+
+
+def test_toml_writer_roundtrips() -> None:
+    from photosr.training.config import tomllib
+
+    data = {"name": "x", "n": 3, "f": 0.5, "ok": True, "model": {"file": "m.onnx", "list": [1, 2]},
+            "metrics": {"val": {"a b": {"psnr": 30.1}}, "quote": 'say "hi"\n'}}  # fmt: skip
+    assert tomllib.loads(to_toml(data)) == data

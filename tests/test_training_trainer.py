@@ -1,0 +1,93 @@
+"""Trainer pieces: one-cycle schedule, EMA, budgets, GAN step, gradual unfreezing, reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+torch = pytest.importorskip("torch")
+
+from photosr.training.checkpoint import load_checkpoint  # noqa: E402
+from photosr.training.config import TrainConfig  # noqa: E402
+from photosr.training.trainer import EMA, Trainer, one_cycle_lr, train  # noqa: E402
+
+from photosr.errors import UsageError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(root / f"{i}.png")
+    return root
+
+
+def _cfg(photos: Path, **changes) -> TrainConfig:
+    base = {
+        "task": "restore", "data": (str(photos),), "recipe": "restore", "arch": "resunet",
+        "model": {"channels": [8, 16], "blocks": 1}, "steps": 4, "patch": 16, "batch_size": 2,
+        "workers": 0, "threads": 1, "log_every": 2,
+    }  # fmt: skip
+    return TrainConfig(**{**base, **changes})
+
+
+def test_one_cycle_warms_up_peaks_and_anneals() -> None:
+    lrs = [one_cycle_lr(p, 1e-3, 0.1) for p in np.linspace(0, 1, 101)]
+    assert lrs[0] == pytest.approx(1e-3 / 25)
+    assert max(lrs) == pytest.approx(1e-3) and int(np.argmax(lrs)) == 10
+    assert lrs[-1] < 1e-6 and all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
+    assert one_cycle_lr(2.0, 1e-3, 0.1) == lrs[-1]  # clamped past the end
+
+
+def test_ema_follows_the_model_slowly() -> None:
+    model = torch.nn.Linear(2, 2)
+    ema = EMA(model, decay=0.9)
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update(model, step=1000)
+    moved = (ema.model.weight - (model.weight - 1.0)).abs()
+    assert torch.allclose(moved, torch.full_like(moved, 0.1), atol=1e-6)
+    assert not ema.model.weight.requires_grad
+
+
+def test_budget_is_required_and_data_too(photos: Path, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="budget"):
+        train(_cfg(photos, steps=0), tmp_path / "a")
+    with pytest.raises(UsageError, match="no training data"):
+        train(_cfg(photos, data=()), tmp_path / "b")
+
+
+def test_run_writes_checkpoint_log_and_pictures(photos: Path, tmp_path: Path) -> None:
+    result = train(_cfg(photos, val=str(photos), val_crops=2, val_crop=32, val_every=2), tmp_path / "run")
+    assert result.step == 4 and result.metrics["val"]["model"]["psnr"] > 0
+    for name in ("last.pt", "log.txt", "loss.png", "samples.png"):
+        assert (tmp_path / "run" / name).is_file()
+    payload = load_checkpoint(result.checkpoint)
+    assert {"model", "ema", "optimizer", "config", "history"} <= set(payload)
+    assert "val step 4" in (tmp_path / "run" / "log.txt").read_text()
+
+
+def test_gan_step_trains_the_critic(photos: Path, tmp_path: Path) -> None:
+    cfg = _cfg(photos, loss={"pixel": 1.0, "gan": 0.1, "critic_channels": 8, "critic_layers": 2}, steps=2)
+    trainer = Trainer(cfg, tmp_path / "run")
+    before = [p.detach().clone() for p in trainer.critic.parameters()]
+    trainer.fit()
+    assert any(not torch.equal(a, b) for a, b in zip(before, trainer.critic.parameters(), strict=True))
+    assert "critic" in load_checkpoint(tmp_path / "run" / "last.pt")
+
+
+def test_pretrained_encoder_is_frozen_first_then_unfrozen(photos: Path, tmp_path: Path) -> None:
+    model = {"depth": 2, "decoder": [8, 16], "full_res": 8}
+    trainer = Trainer(_cfg(photos, arch="effunet", model=model, steps=4, unfreeze_at=0.5), tmp_path / "run")
+    start = [p.detach().clone() for p in trainer.model.encoder_parameters()]
+    trainer.state.step = 0
+    trainer.update_freezing(0.0)
+    assert trainer.encoder_frozen and not any(p.requires_grad for p in trainer.model.encoder_parameters())
+    trainer.fit()
+    assert not trainer.encoder_frozen
+    assert any(not torch.equal(a, b) for a, b in zip(start, trainer.model.encoder_parameters(), strict=True))
+    assert "encoder unfrozen" in (tmp_path / "run" / "log.txt").read_text()

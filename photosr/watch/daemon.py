@@ -2,10 +2,12 @@
 
 Threads in the daemon process:
 - the watchdog observer: its handler only notes paths in the stability tracker (never blocks, no I/O);
-- the scanner: first scans IN (files present before start), then promotes settled files, decides with
-  the ledger whether each needs work, queues it, rescans IN now and then, and writes the status file;
-- one dispatcher per worker process: sends a file to its worker, waits (time limit), renames the temp
-  output into place, records the result, moves or copies the original as asked, logs one line.
+- the scanner: first scans IN (files present before start), then promotes settled files, asks the
+  ledger (by size and mtime) whether each needs work, queues it, rescans IN now and then, and writes the
+  status file;
+- one dispatcher per worker process: hashes the file (a touched but unchanged file stops here), claims
+  its output in the ledger, sends it to its worker, waits (time limit), renames the temp output into
+  place, records the result, moves or copies the original as asked, logs one line.
 The thread that calls `run()` waits for `request_stop()` (the CLI wires SIGTERM/SIGINT to it), then stops
 taking files, gives the current ones `grace` seconds and abandons the rest cleanly (back to pending).
 """
@@ -105,6 +107,7 @@ class Daemon:
         self._room = threading.Event()  # a dispatcher took a job: the scanner may refill the queue
         self._in_flight: set[str] = set()
         self._flight_lock = threading.Lock()
+        self._claim_lock = threading.Lock()
         self._ledger: Ledger | None = None
         self._started = time.time()
         self._status_due = 0.0
@@ -335,36 +338,46 @@ class Daemon:
                 self._queue.put_nowait(job)  # only this thread puts, and there was room
 
     def _take(self, s: Stable) -> _Job | None:
-        """Decide with the ledger whether this content needs work; record it as pending if so."""
+        """Cheap first decision, by size and mtime only: the scanner never reads file contents."""
         assert self._ledger is not None
         row = self._ledger.get(s.rel)
         if row is not None and row.state in ("done", "failed") and row.same_stat(s.size, s.mtime_ns):
             if row.state == "done":
                 self._move_processed(s.rel, s.path)
             return None
+        output = output_path(Path(s.rel), self._out, format=self.config.format, suffix=self.config.suffix)
+        return _Job(s.rel, s.path, s.size, s.mtime_ns, output, s.attempts)
+
+    def _claim(self, job: _Job) -> bool:
+        """In the dispatcher: hash the content, skip it if only touched, claim the output, and mark the
+        row `processing`. Hashing here (not in the scanner) keeps big files from stalling the others."""
+        assert self._ledger is not None
         try:
-            digest = files.file_digest(s.path)
+            digest = files.file_digest(job.src)
         except OSError:
-            return None  # gone again; a new event will bring it back
+            return False  # gone again; a new event will bring it back
+        row = self._ledger.get(job.rel)
         if (
             row is not None
             and row.state == "done"
             and row.hash == digest
             and (self._out / str(row.output)).exists()
         ):
-            self._ledger.set_stat(s.rel, s.size, s.mtime_ns)  # touched, not changed
-            self._move_processed(s.rel, s.path)
-            return None
-        output = output_path(Path(s.rel), self._out, format=self.config.format, suffix=self.config.suffix)
-        self._ledger.set_pending(s.rel, s.size, s.mtime_ns, digest, attempts=s.attempts)
-        owner = self._ledger.owner_of(self._out_rel(output))
-        if owner is not None and owner != s.rel:
-            error = f"{s.path}: output {output} is already the output of {self._in / owner}"
-            self._ledger.set_failed(s.rel, error)
-            self._file_line("failed", s.rel, None, 0.0, s.attempts, error)
-            self._copy_failed(s.rel, s.path, error)
-            return None
-        return _Job(s.rel, s.path, s.size, s.mtime_ns, output, s.attempts)
+            self._ledger.set_stat(job.rel, job.size, job.mtime_ns)  # touched, not changed
+            self._move_processed(job.rel, job.src)
+            return False
+        out_rel = self._out_rel(job.output)
+        with self._claim_lock:  # two inputs naming one output (a.jpg, a.png -> a.png): the first wins
+            self._ledger.set_pending(job.rel, job.size, job.mtime_ns, digest, attempts=job.attempts)
+            owner = self._ledger.owner_of(out_rel)
+            if owner is None or owner == job.rel:
+                self._ledger.set_processing(job.rel, out_rel)
+                return True
+        error = f"{job.src}: output {job.output} is already the output of {self._in / owner}"
+        self._ledger.set_failed(job.rel, error)
+        self._file_line("failed", job.rel, None, 0.0, job.attempts, error)
+        self._copy_failed(job.rel, job.src, error)
+        return False
 
     # --- processing -------------------------------------------------------------------------------------
 
@@ -397,7 +410,8 @@ class Daemon:
 
     def _handle(self, worker: Worker, job: _Job) -> None:
         assert self._ledger is not None
-        self._ledger.set_processing(job.rel, self._out_rel(job.output))
+        if not self._claim(job):
+            return
         temp = files.temp_output(job.output)
         job.output.parent.mkdir(parents=True, exist_ok=True)
         outcome = worker.run(job.src, temp, timeout=self.config.timeout, abort=self._abort)

@@ -334,3 +334,21 @@ def test_workers_are_recycled_after_n_files(dirs):
         wait_for(lambda: len(list(out.glob("*.png"))) == 5)
     pids = [int((out / f"{i}.png").read_text()) for i in range(5)]
     assert len(set(pids)) == 3  # 2 + 2 + 1 files, each pair in a fresh process
+
+
+def test_two_workers_racing_for_one_output_produce_one(dirs):
+    src, out = dirs
+    cfg = config(src, out, format="png", workers=2)
+    for name in ("a.jpg", "a.png", "a.webp"):
+        (src / name).write_bytes(name.encode())
+    with running(cfg):
+        wait_for(
+            lambda: all(
+                getattr(ledger_row(cfg, n), "state", "") in ("done", "failed")
+                for n in ("a.jpg", "a.png", "a.webp")
+            )
+        )
+    states = sorted(ledger_row(cfg, n).state for n in ("a.jpg", "a.png", "a.webp"))
+    assert states == ["done", "failed", "failed"]
+    winner = next(n for n in ("a.jpg", "a.png", "a.webp") if ledger_row(cfg, n).state == "done")
+    assert (out / "a.png").read_bytes() == winner.upper().encode()

@@ -352,3 +352,23 @@ def test_two_workers_racing_for_one_output_produce_one(dirs):
     assert states == ["done", "failed", "failed"]
     winner = next(n for n in ("a.jpg", "a.png", "a.webp") if ledger_row(cfg, n).state == "done")
     assert (out / "a.png").read_bytes() == winner.upper().encode()
+
+
+def test_second_stop_request_abandons_at_once(dirs):
+    src, out = dirs
+    (src / "hang.png").write_bytes(b"HANG")
+    daemon = Daemon(config(src, out, grace=60), fake_factory)
+    errors: list[BaseException] = []
+    thread = threading.Thread(target=lambda: _capture(daemon.run, errors), daemon=True)
+    thread.start()
+    wait_for(daemon.ready.is_set, 30, "daemon start")
+    wait_for(lambda: getattr(ledger_row(daemon.config, "hang.png"), "state", None) == "processing")
+    daemon.request_stop()
+    time.sleep(0.3)
+    assert thread.is_alive()  # first request: the file gets its grace period
+    started = time.monotonic()
+    daemon.request_stop(now=True)  # second Ctrl-C
+    thread.join(10)
+    assert not thread.is_alive() and not errors
+    assert time.monotonic() - started < 5
+    assert ledger_row(daemon.config, "hang.png").state == "pending"

@@ -91,3 +91,17 @@ def test_pretrained_encoder_is_frozen_first_then_unfrozen(photos: Path, tmp_path
     assert not trainer.encoder_frozen
     assert any(not torch.equal(a, b) for a, b in zip(start, trainer.model.encoder_parameters(), strict=True))
     assert "encoder unfrozen" in (tmp_path / "run" / "log.txt").read_text()
+
+
+def test_init_from_a_plugin_folder_starts_from_its_weights(photos: Path, tmp_path: Path) -> None:
+    from photosr.training.export import export_plugin
+
+    first = train(_cfg(photos, steps=2), tmp_path / "a")
+    export_plugin(first.checkpoint, tmp_path / "plugin")
+    weights = load_checkpoint(tmp_path / "plugin")["model"]
+    trainer = Trainer(_cfg(photos, arch="auto", model={}, init_from=str(tmp_path / "plugin")), tmp_path / "b")
+    assert trainer.arch == "resunet"
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(value, weights[key]), key
+    with pytest.raises(UsageError, match="init-from holds resunet"):
+        Trainer(_cfg(photos, arch="plain", model={}, init_from=str(tmp_path / "plugin")), tmp_path / "c")

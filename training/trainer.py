@@ -102,16 +102,20 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 
 def new_model(cfg: TrainConfig) -> tuple[str, nn.Module]:
+    """The run's network: fresh, or with the weights of `init_from` (whose architecture it then takes,
+    unless the config names a different one - an error, since the weights would not fit)."""
     arch = default_arch(cfg.task) if cfg.arch == "auto" else cfg.arch
-    model = build_model(arch, scale=cfg.scale, **cfg.model)
-    if cfg.init_from:
-        init = load_checkpoint(cfg.init_from)
-        if init["arch"] != arch or init["hparams"] != model.hparams:
-            raise UsageError(
-                f"init-from has {init['arch']} {init['hparams']}, this run {arch} {model.hparams}"
-            )
-        model.load_state_dict(init.get("ema") or init["model"])
-    return arch, model
+    if not cfg.init_from:
+        return arch, build_model(arch, scale=cfg.scale, **cfg.model)
+    init = load_checkpoint(cfg.init_from)
+    hparams = dict(init["hparams"])
+    if (cfg.arch not in ("auto", init["arch"])) or (cfg.model and cfg.model.items() - hparams.items()):
+        raise UsageError(f"init-from holds {init['arch']} {hparams}; this run asks for {arch} {cfg.model}")
+    if hparams.pop("scale") != cfg.scale:
+        raise UsageError(f"init-from is a x{init['hparams']['scale']} model; this run is x{cfg.scale}")
+    model = build_model(init["arch"], scale=cfg.scale, **hparams)
+    model.load_state_dict(init.get("ema") or init["model"])
+    return init["arch"], model
 
 
 ENCODER_LR_SCALE = 0.1  # a pretrained encoder, once unfrozen, moves at a tenth of the decoder's rate

@@ -17,21 +17,37 @@ class PlainSR(nn.Module):
 
     size_multiple = 1
 
-    def __init__(self, *, scale: int = 4, channels: int = 48, convs: int = 12, skip: str = "bicubic"):
+    def __init__(
+        self,
+        *,
+        scale: int = 4,
+        channels: int = 48,
+        convs: int = 12,
+        skip: str = "bicubic",
+        tail_init: float = 0.0,
+    ):
         super().__init__()
         if skip not in ("nearest", "bicubic"):
             raise ValueError(f"skip must be 'nearest' or 'bicubic', got {skip!r}")
         self.scale, self.skip = scale, skip
-        self.hparams = {"scale": scale, "channels": channels, "convs": convs, "skip": skip}
+        self.hparams = {
+            "scale": scale,
+            "channels": channels,
+            "convs": convs,
+            "skip": skip,
+            "tail_init": tail_init,
+        }
         layers: list[nn.Module] = [nn.Conv2d(3, channels, 3, padding=1), nn.PReLU(channels)]
         for _ in range(convs):
             layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.PReLU(channels)]
         self.body = nn.Sequential(*layers)
         self.tail = nn.Conv2d(channels, 3 * scale * scale, 3, padding=1)
         self.shuffle = nn.PixelShuffle(scale)
-        # Zero tail: training starts from the plain upsampling instead of noise around it.
-        nn.init.zeros_(self.tail.weight)
-        nn.init.zeros_(self.tail.bias)
+        # tail_init 0: training starts exactly at the plain upsampling. A small non-zero tail (e.g. 0.1 x
+        # the default init) lets gradients reach the body from the first step.
+        with torch.no_grad():
+            self.tail.weight.mul_(tail_init)
+            nn.init.zeros_(self.tail.bias)
 
     def upsample(self, x: torch.Tensor) -> torch.Tensor:
         if self.scale == 1:

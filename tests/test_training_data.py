@@ -100,3 +100,20 @@ def test_validation_pairs_are_fixed_and_mod_cropped() -> None:
     assert mod_crop(np.zeros((10, 7, 3)), 4).shape == (8, 4, 3)
     with pytest.raises(UsageError, match="only makes sense for upscaling"):
         resolve_crappifier("bicubic", task="restore", scale=1)
+
+
+def test_pregenerated_pairs_are_sharded_and_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import photosr.training.data as data
+
+    monkeypatch.setattr(data, "SHARD_SIZE", 3)  # 1,000 in real use; 3 keeps the test small
+    shards = data.pregenerate_pairs(_stream(_images()), tmp_path, count=7, seed=1)
+    assert [s.name for s in shards] == ["shard-0000", "shard-0001", "shard-0002"]
+    assert len(list(shards[0].glob("*.png"))) == 6  # 3 pairs
+    pairs = data.PairFolder(tmp_path)
+    assert len(pairs) == 7
+    lr, hr = pairs[6]
+    assert lr.shape == (3, 8, 8) and hr.shape == (3, 16, 16)
+    with pytest.raises(UsageError, match="no pregenerated pairs"):
+        data.PairFolder(tmp_path / "empty")

@@ -161,6 +161,46 @@ class PatchStream(torch.utils.data.IterableDataset):
             yield torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
 
+SHARD_SIZE = 1000
+
+
+def pregenerate_pairs(stream: PatchStream, out: Path, *, count: int, seed: int = 0) -> list[Path]:
+    """Write `count` (input, target) patch pairs as PNGs once, in shard folders of 1,000 files each.
+
+    For degradations too slow to run on the fly; `PairFolder` reads them back. Returns the shard folders.
+    """
+    rng = np.random.default_rng(seed)
+    shards: list[Path] = []
+    for i in range(count):
+        shard = Path(out) / f"shard-{i // SHARD_SIZE:04d}"
+        if not shards or shards[-1] != shard:
+            shard.mkdir(parents=True, exist_ok=True)
+            shards.append(shard)
+        lr, hr = stream.sample(rng)
+        for tensor, kind in ((lr, "input"), (hr, "target")):
+            rgb = (tensor.permute(1, 2, 0).numpy() * 255.0 + 0.5).astype(np.uint8)
+            Image.fromarray(rgb).save(shard / f"{i:07d}-{kind}.png")
+    return shards
+
+
+class PairFolder(torch.utils.data.Dataset):
+    """Pairs written by `pregenerate_pairs`: item i is (input, target) as 3xHxW float tensors."""
+
+    def __init__(self, root: str | Path):
+        self.inputs = sorted(Path(root).glob("shard-*/*-input.png"))
+        if not self.inputs:
+            raise UsageError("no pregenerated pairs (shard-*/NNNNNNN-input.png)", root)
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        src = self.inputs[index]
+        target = src.with_name(src.name.replace("-input.png", "-target.png"))
+        with Image.open(src) as a, Image.open(target) as b:
+            return to_tensor(np.asarray(a.convert("RGB"))), to_tensor(np.asarray(b.convert("RGB")))
+
+
 def make_loader(stream: PatchStream, *, workers: int, seed: int) -> torch.utils.data.DataLoader:
     """A DataLoader over pre-batched patches; `seed` fixes the worker streams (pass seed + step on resume)."""
     generator = torch.Generator().manual_seed(seed)
@@ -223,7 +263,9 @@ def validation_pairs(
 
 __all__ = [
     "Crappifier",
+    "PairFolder",
     "PatchStream",
+    "SHARD_SIZE",
     "centre_crop",
     "degrade_pair",
     "describe_crappifier",
@@ -232,6 +274,7 @@ __all__ = [
     "load_rgb_uint8",
     "make_loader",
     "mod_crop",
+    "pregenerate_pairs",
     "resolve_crappifier",
     "to_tensor",
     "validation_pairs",

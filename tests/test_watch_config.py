@@ -31,6 +31,8 @@ def test_defaults_and_derived_paths(tmp_path):
         ({"settle": -1}, "settle must be >= 0"),
         ({"retries": 0}, "retries must be >= 1"),
         ({"recycle_after": -1}, "recycle after"),
+        ({"format": "gif"}, "format must be keep or one of png"),
+        ({"suffix": "../x"}, "suffix must not contain a path separator"),
     ],
 )
 def test_bad_values_are_usage_errors(tmp_path, changes, message):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from photosr.batch import FORMAT_EXTENSIONS
 from photosr.errors import UsageError
 
 if sys.version_info >= (3, 11):
@@ -63,6 +64,14 @@ class WatchConfig:
             (self.queue_size >= 0, f"queue size must be >= 0, got {self.queue_size}"),
             (self.recycle_after >= 0, f"recycle after must be >= 0 files, got {self.recycle_after}"),
             (_resolved(self.in_dir) != _resolved(self.out_dir), "the output folder must not be the input"),
+            (
+                self.format == "keep" or self.format in FORMAT_EXTENSIONS,
+                f"format must be keep or one of {', '.join(FORMAT_EXTENSIONS)}, got {self.format!r}",
+            ),
+            (
+                "/" not in self.suffix and "\\" not in self.suffix,
+                f"suffix must not contain a path separator: {self.suffix!r}",
+            ),
         ]
 
     @property

@@ -267,7 +267,11 @@ class Daemon:
                     "warning", input=str(folder), error="the watched folder is missing; will look again"
                 )
             return
-        for job in discover([folder], recursive=True, skip_dirs=self._skip):
+        try:
+            found = discover([folder], recursive=True, skip_dirs=self._skip)
+        except UsageError:  # removed between the check and the walk (an unpacker's temp folder)
+            return
+        for job in found:
             if self._stop.is_set():
                 return
             rel = self._rel(str(job.src))

@@ -204,6 +204,9 @@ def test_config_file_supplies_options_and_rejects_unknown_keys(tmp_path, env):
             daemon.kill()
     with Image.open(out / "a_n.jpg") as image:
         assert image.format == "JPEG"
+    config.write_text('output = "x"\nstatus = true\n', encoding="utf-8")
+    result = photosr(env, str(src), "--config", str(config))
+    assert result.returncode == 2 and "unknown key(s) status" in result.stderr
     config.write_text('output = "x"\nsettel = 1\n', encoding="utf-8")
     result = photosr(env, str(src), "--config", str(config))
     assert result.returncode == 2 and "settel" in result.stderr and "watch.toml" in result.stderr

@@ -43,7 +43,7 @@ def _config_keys(command: click.Command) -> dict[str, str]:
     """TOML key -> parameter name: every long option name (dashes or underscores) and the param name."""
     keys: dict[str, str] = {}
     for param in command.params:
-        if param.name in ("config", "status", "help"):
+        if param.name in ("config", "show_status", "as_json"):  # one-off actions, not settings
             continue
         keys[param.name] = param.name
         for opt in getattr(param, "opts", []):

@@ -104,6 +104,9 @@ def test_json_lines_parse_and_carry_fields():
     [
         ("out/a.png: cannot write: [Errno 28] No space left on device", True),
         ("a.jpg: [Errno 11] Resource temporarily unavailable", True),
+        ("out/a.png: cannot write (No space left on device)", True),  # how photosr.io reports it
+        ("out/a.png: cannot write (Disk quota exceeded)", True),
+        ("out/a.png: cannot write (Permission denied)", False),
         ("a.jpg: [Errno 2] No such file or directory", False),
         ("a.jpg: not an image format photosr can read", False),
     ],

@@ -48,8 +48,14 @@ class Outcome:
 
 
 def is_transient_text(message: str) -> bool:
-    """True for failures worth retrying: locked or busy files, a full disk."""
-    return any(int(code) in _TRANSIENT_ERRNOS for code in _ERRNO_IN_TEXT.findall(message))
+    """True for failures worth retrying: locked or busy files, a full disk.
+
+    The pipeline reports errors as text: an OSError printed whole ("[Errno 28] ...") or just its
+    strerror ("cannot write (No space left on device)"); both are recognised, in the worker's locale.
+    """
+    if any(int(code) in _TRANSIENT_ERRNOS for code in _ERRNO_IN_TEXT.findall(message)):
+        return True
+    return any(os.strerror(code) in message for code in _TRANSIENT_ERRNOS)
 
 
 def run_processor(process: Callable[[Path, Path], Any], src: Path, dst: Path) -> Outcome:

@@ -21,7 +21,8 @@ How tiling works, and why:
   Because tiles form a grid, the 2-D weights (row weight x column weight) are then a partition of unity
   too, so weighted tiles are added straight into the final float32 output: no weight map and no
   normalising pass. Peak memory is the output array plus a few tiles - it grows with the tile, not the
-  photo beyond the output itself (24 MP x2 -> 1.15 GB output, ~1.6 GB peak; see benchmarks/memory_24mp.py).
+  photo beyond the output itself (24 MP x2: 1.07 GiB output, 1.49 GiB peak RSS measured with automatic
+  tiles; see benchmarks/memory_24mp.py).
 """
 
 from __future__ import annotations

@@ -406,3 +406,15 @@ def test_cli_verify_named_ok_and_mismatch(shelf):
 def test_cli_verify_unknown_name_fails(shelf):
     result = _cli("verify", "nope")
     assert result.exit_code == 1 and "FAILED nope" in result.output
+
+
+def test_show_json_handles_nested_free_form_tables(monkeypatch, tmp_path):
+    folder = write_plugin(tmp_path / "shelf" / "deep", task="restore", scale=1)
+    text = (folder / "photosr.toml").read_text().replace("[metrics]\npsnr = 30.5\n", "")
+    text += "\n[metrics.validation]\nimages = 12\npsnr = [30.1, 31.2]\ntrained = 2026-11-22T09:00:00Z\n"
+    (folder / "photosr.toml").write_text(text)
+    monkeypatch.setenv(plugins_mod.ENV_PLUGIN_PATH, str(tmp_path / "shelf"))
+    data = json.loads(_cli("show", "deep", "--json").output)
+    assert data["metrics"]["validation"]["psnr"] == [30.1, 31.2]
+    assert data["metrics"]["validation"]["trained"].startswith("2026-11-22")
+    assert "images: 12" in _cli("show", "deep").output

@@ -138,6 +138,7 @@ def test_daemon_end_to_end_then_sigterm_and_status(tmp_path, env):
     files = [line for line in lines if line["event"] == "file"]
     assert {line["input"] for line in files if line["status"] == "ok"} == expected | {"half.png"}
     assert [line["input"] for line in files if line["status"] == "failed"] == ["broken.jpg"]
+    assert [line["status"] for line in files if line["input"] == "slow.png"] == ["ok"]  # taken once, whole
     assert all({"output", "seconds"} <= set(line) for line in files if line["status"] == "ok")
     assert lines[-1]["event"] == "stopped"
     status = photosr(env, str(src), "--status")  # found through the per-user pointer

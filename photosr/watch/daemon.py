@@ -229,20 +229,23 @@ class Daemon:
 
     # --- events and scanning ----------------------------------------------------------------------------
 
+    def _skipped(self, p: Path) -> bool:
+        return any(p == d or d in p.parents for d in self._skip)
+
     def _rel(self, path: str | bytes) -> str | None:
         p = Path(os.fsdecode(path))
         try:
             rel = p.relative_to(self._in)
         except ValueError:
             return None
-        if any(p == d or d in p.parents for d in self._skip):
-            return None
-        return rel.as_posix() if is_candidate(rel) else None
+        return None if self._skipped(p) or not is_candidate(rel) else rel.as_posix()
 
     def _note(self, path: str | bytes, *, closed: bool = False, is_dir: bool = False) -> None:
         if is_dir:
             # Files can land in a new folder before its watch exists; the scanner looks inside.
-            self._folders.put(Path(os.fsdecode(path)))
+            folder = Path(os.fsdecode(path))
+            if not self._skipped(folder):
+                self._folders.put(folder)
             return
         rel = self._rel(path)
         if rel is None:

@@ -226,8 +226,10 @@ def _run_daemon(config: WatchConfig, options: ProcessOptions, logger: logging.Lo
         signals.append(signum)
         daemon.request_stop(now=len(signals) > 1)
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    # SIGHUP (the terminal closed) stops cleanly too, rather than killing the daemon mid-file.
+    for name in ("SIGTERM", "SIGINT", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), on_signal)
     _remember_state_dir(config.in_dir, config.state)
     try:
         daemon.run()

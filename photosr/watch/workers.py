@@ -101,8 +101,9 @@ def _die_with_parent() -> None:
 def _worker_main(conn: Connection, factory: ProcessorFactory) -> None:
     # The daemon decides when workers stop: Ctrl-C in a terminal and systemd's SIGTERM reach the whole
     # process group, and a worker dying mid-file on them would turn a clean stop into abandoned work.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP"):  # SIGHUP: the terminal closed
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), signal.SIG_IGN)
     _die_with_parent()
     try:
         process = factory()

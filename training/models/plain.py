@@ -41,6 +41,12 @@ class PlainSR(nn.Module):
         for _ in range(convs):
             layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.PReLU(channels)]
         self.body = nn.Sequential(*layers)
+        # He init for PReLU(0.25): PyTorch's default conv init shrinks the signal ~2x per layer, so a
+        # 13-layer body starts with features ~1e-4 and the net never leaves its bicubic skip (seen here).
+        for conv in self.body:
+            if isinstance(conv, nn.Conv2d):
+                nn.init.kaiming_normal_(conv.weight, a=0.25, nonlinearity="leaky_relu")
+                nn.init.zeros_(conv.bias)
         self.tail = nn.Conv2d(channels, 3 * scale * scale, 3, padding=1)
         self.shuffle = nn.PixelShuffle(scale)
         # tail_init 0: training starts exactly at the plain upsampling. A small non-zero tail (e.g. 0.1 x

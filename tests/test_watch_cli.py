@@ -260,3 +260,30 @@ def test_polling_observer_for_network_shares(tmp_path, env):
         if daemon.poll() is None:
             daemon.kill()
     assert decodes(out / "share" / "p.jpg")
+
+
+def test_ctrl_c_to_the_whole_process_group_lets_the_current_file_finish(tmp_path, env):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    command = [sys.executable, "-m", "photosr", "watch", str(src), "-o", str(out), "--task", "normalize",
+               "--settle", "0.1", "--format", "png"]  # fmt: skip
+    with (tmp_path / "log.txt").open("ab") as log:
+        # Its own process group, as a terminal gives it: Ctrl-C reaches the daemon and its workers alike.
+        daemon = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    try:
+        wait_for(lambda: (out / STATE / "ledger.sqlite").exists(), what="daemon up")
+        big = tmp_path / "big.png"
+        Image.effect_noise((2400, 1600), 64).convert("RGB").save(big)  # a second or so to normalize
+        big.rename(src / "big.png")
+        with Ledger(out / STATE / "ledger.sqlite") as ledger:
+            wait_for(lambda: getattr(ledger.get("big.png"), "state", None) == "processing", what="processing")
+            os.killpg(daemon.pid, signal.SIGINT)
+            assert daemon.wait(timeout=20) == 0
+            row = ledger.get("big.png")
+        assert row.state == "done", row.error
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+    assert decodes(out / "big.png") and temps(out) == []

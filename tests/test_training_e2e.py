@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 from PIL import Image
 
-pytest.importorskip("torch")
+torch = pytest.importorskip("torch")
 
 from photosr.training.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
 from photosr.training.config import TrainConfig  # noqa: E402

@@ -94,3 +94,26 @@ def test_toml_writer_roundtrips() -> None:
     data = {"name": "x", "n": 3, "f": 0.5, "ok": True, "model": {"file": "m.onnx", "list": [1, 2]},
             "metrics": {"val": {"a b": {"psnr": 30.1}}, "quote": 'say "hi"\n'}}  # fmt: skip
     assert tomllib.loads(to_toml(data)) == data
+
+
+def test_export_command_from_a_run_folder(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from photosr.cli import main
+
+    cfg = TrainConfig(
+        task="restore", data=(str(tmp_path),), recipe="restore", arch="resunet", model=TINY["resunet"]
+    )
+    model = _randomised(build_model("resunet", scale=1, **TINY["resunet"]))
+    save_checkpoint(tmp_path / "run" / "last.pt", cfg=cfg, arch="resunet", model=model, step=3)
+    result = CliRunner().invoke(
+        main, ["export", str(tmp_path / "run"), "--out", str(tmp_path / "p"), "--time"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "parameters" in result.output and "parity" in result.output
+    manifest = load_manifest(tmp_path / "p")
+    assert manifest.task == "restore" and manifest.model.size_multiple == 2
+    assert manifest.metrics["seconds_per_input_mp"] > 0
+    assert "s per 1-MP input" in (tmp_path / "p" / "README.md").read_text()
+    missing = CliRunner().invoke(main, ["export", str(tmp_path), "--out", str(tmp_path / "q")])
+    assert missing.exit_code == 1 and "no checkpoint here" in missing.output

@@ -188,16 +188,27 @@ def train(ctx: click.Context, config_file, resume, run_dir, out, eval_limit, **_
 @click.option("--name", help="Plugin name (default: from the training config).")
 @click.option("--version", "version", default="0.1.0", show_default=True)
 @click.option("--description", default="")
+@click.option("--time", "timing", is_flag=True, help="Time the plugin on a 1-MP photo for the model card.")
+@click.option("--threads", type=int, default=0, help="ONNX Runtime threads for scoring and timing (0 = all).")
 def export(
-    checkpoint: Path, out: Path, val: Path | None, eval_limit: int, name, version, description
+    checkpoint: Path,
+    out: Path,
+    val: Path | None,
+    eval_limit: int,
+    name,
+    version,
+    description,
+    timing,
+    threads,
 ) -> None:
     """Export a training checkpoint (or run folder) as a plugin folder: ONNX, manifest, model card."""
     from .export import publish_plugin
 
     try:
         manifest, table = publish_plugin(
-            checkpoint, out, val=val, limit=eval_limit, name=name, version=version, description=description
-        )
+            checkpoint, out, val=val, limit=eval_limit, threads=threads, timing=timing,
+            name=name, version=version, description=description,
+        )  # fmt: skip
     except PhotosrError as err:
         raise click.ClickException(str(err)) from err
     metrics = manifest["metrics"]

@@ -92,15 +92,18 @@ def _parse_value(text: str) -> Any:
         return text
 
 
-def _progress(event: dict[str, Any]) -> None:
-    if event["event"] == "step":
-        click.echo(
-            f"\rstep {event['step']:>7,}  loss {event['loss']:.5f}  {100 * event['progress']:5.1f}%",
-            nl=False,
-            err=True,
-        )
-    elif event["event"] == "val":
-        click.echo(f"  val PSNR-Y {event['psnr']:.3f} dB", err=True)
+class _Progress:
+    """One status line on stderr: step, loss, budget used and the latest validation PSNR."""
+
+    def __init__(self) -> None:
+        self.psnr = ""
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if event["event"] == "val":
+            self.psnr = f"  val PSNR-Y {event['psnr']:.3f} dB"
+        elif event["event"] == "step":
+            line = f"step {event['step']:>7,}  loss {event['loss']:.5f}  {100 * event['progress']:5.1f}%{self.psnr}"
+            click.echo(f"\r{line}", nl=False, err=True)
 
 
 @click.command()
@@ -157,7 +160,7 @@ def train(ctx: click.Context, config_file, resume, run_dir, out, eval_limit, **_
     try:
         cfg = build_config(ctx, config_file, resume)
         run_dir = resume or run_dir or Path("runs") / f"{cfg.plugin_name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        result = run_training(cfg, run_dir, resume=resume is not None, callback=_progress)
+        result = run_training(cfg, run_dir, resume=resume is not None, callback=_Progress())
         if not ddp.DistContext.from_env().is_main:
             return ddp.shutdown()
         click.echo("", err=True)

@@ -328,6 +328,7 @@ class Trainer:
             f" gain {table['model']['gain_db']:+.3f} dB"
         )
         self.emit({"event": "val", "step": self.state.step, "psnr": table["model"]["psnr"], "table": table})
+        self.write_reports()  # the sheet and curve in the run folder always show the latest validation
         return self.last_metrics
 
     def save(self) -> Path:

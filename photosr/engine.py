@@ -45,8 +45,9 @@ CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 # Default overlap when neither the options nor the plugin give one (input pixels).
 DEFAULT_OVERLAP = 16
-# Tiles per session call. On CPU, one big tile already keeps every core busy and batching only adds
-# memory (benchmarks/tiling.py measured no gain), so tiles go one at a time unless a caller asks.
+# Tiles per session call. On CPU a 512-px tile already keeps every core busy; benchmarks/tiling.py saw
+# batches of 4 help only small tiles (128/256 px: 5-15%, within the noise of a shared machine), and a
+# batch multiplies activation memory - so tiles go one at a time unless a caller asks.
 DEFAULT_BATCH = 1
 # Smallest tile side the out-of-memory retry goes down to; below this seams dominate the work.
 MIN_TILE = 64

@@ -421,3 +421,19 @@ def test_other_errors_are_not_retried():
     with pytest.raises(EngineError, match="Invalid rank"):
         run_tiled(fake, _image(300, 300), scale=1, tile=256, overlap=8)
     assert len(fake.sides) == 1  # one call, no retry
+
+
+def test_memory_grows_with_the_tile_not_the_photo():
+    """Peak allocation is the output plus a few tiles: no weight map, no second full-size buffer."""
+    import tracemalloc
+
+    image = _image(600, 600)
+    out_bytes = 1200 * 1200 * 3 * 4
+    tracemalloc.start()
+    try:
+        run_tiled(FakeSession(scale=2), image, scale=2, tile=64, overlap=8)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    tile_bytes = (64 * 2) ** 2 * 3 * 4
+    assert peak < out_bytes + 12 * tile_bytes

@@ -185,8 +185,12 @@ def _parse_model(table: Mapping[str, Any], path: Path, task: str) -> ModelSpec:
     )
     if task != "upscale" and spec.scale != 1:
         raise f.fail("scale", f"a {task} model must have scale 1, got {spec.scale}")
-    if spec.tile and spec.tile <= spec.tile_overlap:
-        raise f.fail("tile", f"must be larger than tile_overlap ({spec.tile_overlap}), got {spec.tile}")
+    if spec.tile and spec.tile - spec.tile_overlap < spec.size_multiple:
+        raise f.fail(
+            "tile",
+            f"must exceed tile_overlap ({spec.tile_overlap}) by at least size_multiple "
+            f"({spec.size_multiple}), got {spec.tile}",
+        )
     return spec
 
 
@@ -195,21 +199,19 @@ def parse_manifest(data: Mapping[str, Any], path: Path) -> Manifest:
     f = _Fields(data, path)
     f.check_keys(_TOP_KEYS)
     task = f.choice("task", TASKS)
+    if "model" not in data:
+        raise f.fail("model", "missing (the [model] table)")
     return Manifest(
         name=f.string("name", pattern=_NAME_RE, expected="lower-case letters, digits, '.', '_', '-'"),
         version=f.string("version"),
         task=task,
-        model=_parse_model(f.table_of("model"), path, task) if "model" in data else _missing_model(f),
+        model=_parse_model(f.table_of("model"), path, task),
         description=f.string("description", ""),
         license=f.string("license", ""),
         training=_freeze(f.table_of("training")),
         metrics=_freeze(f.table_of("metrics")),
         path=path,
     )
-
-
-def _missing_model(f: _Fields) -> ModelSpec:
-    raise f.fail("model", "missing (the [model] table)")
 
 
 def load_manifest(path: str | Path) -> Manifest:

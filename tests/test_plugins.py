@@ -78,6 +78,7 @@ def test_manifest_fields_and_defaults(tmp_path):
         ({}, {"scal": 2}, "model.scal"),
         ({}, {"input": "bgr"}, "model.input"),
         ({}, {"tile": 16, "tile_overlap": 16}, "model.tile"),
+        ({}, {"tile": 16, "tile_overlap": 14, "size_multiple": 4}, "model.tile"),
         ({"task": "restore"}, {"scale": 2}, "model.scale"),
     ],
 )

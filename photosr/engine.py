@@ -156,15 +156,19 @@ class ModelSession:
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.options.threads
-        opts.log_severity_level = (
-            4  # fatal only: ORT logs straight to stderr; its errors reach us as exceptions
-        )
+        # Fatal only: ORT logs straight to stderr, and its errors reach us as exceptions anyway.
+        opts.log_severity_level = 4
+        requested = self.providers
         try:
-            session = ort.InferenceSession(str(self.model_path), sess_options=opts, providers=self.providers)
+            session = ort.InferenceSession(str(self.model_path), sess_options=opts, providers=requested)
         except Exception as err:  # ORT raises its own pybind error types
             raise EngineError(f"cannot load model: {err}", self.model_path) from err
         self._check_signature(session)
-        logger.debug("session for %s on %s", self.model_path, session.get_providers())
+        got = session.get_providers()
+        if CUDA in requested and CUDA not in got:
+            # ORT drops a provider it cannot start (e.g. CUDA libraries missing) and only logs it.
+            logger.warning("%s: CUDA could not be started; running on %s", self.model_path, ", ".join(got))
+        logger.debug("session for %s on %s", self.model_path, got)
         return session
 
     def _check_signature(self, session) -> None:

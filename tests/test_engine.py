@@ -437,3 +437,19 @@ def test_memory_grows_with_the_tile_not_the_photo():
         tracemalloc.stop()
     tile_bytes = (64 * 2) ** 2 * 3 * 4
     assert peak < out_bytes + 12 * tile_bytes
+
+
+def test_cuda_dropped_by_onnxruntime_is_logged(models, monkeypatch, caplog):
+    """ORT silently falls back when CUDA libraries are missing; we say so."""
+    monkeypatch.setattr(engine, "_ort_available", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    real = ort.InferenceSession
+    monkeypatch.setattr(
+        ort,
+        "InferenceSession",
+        lambda path, **kw: real(path, sess_options=kw["sess_options"], providers=[engine.CPU]),
+    )
+    session = ModelSession(models["identity"], EngineOptions(device="cuda"))
+    with caplog.at_level(logging.WARNING, logger="photosr.engine"):
+        session.session()
+    assert session.providers == ["CPUExecutionProvider"]
+    assert any("CUDA could not be started" in r.message for r in caplog.records)

@@ -105,3 +105,15 @@ def test_init_from_a_plugin_folder_starts_from_its_weights(photos: Path, tmp_pat
         assert torch.equal(value, weights[key]), key
     with pytest.raises(UsageError, match="init-from holds resunet"):
         Trainer(_cfg(photos, arch="plain", model={}, init_from=str(tmp_path / "plugin")), tmp_path / "c")
+
+
+@pytest.mark.parametrize("task", ["restore", "colorize", "dewatermark"])
+def test_every_task_preset_trains(photos: Path, tmp_path: Path, task: str) -> None:
+    """Each 1x task's default crappification feeds the loop (inputs and targets the same size)."""
+    result = train(_cfg(photos, task=task, recipe=None, steps=1, log_every=1), tmp_path / task)
+    assert result.step == 1 and np.isfinite(load_checkpoint(result.checkpoint)["history"]["loss"][0])
+
+
+def test_bad_loss_settings_are_usage_errors(photos: Path, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="loss"):
+        Trainer(_cfg(photos, loss={"bogus": 1.0}), tmp_path / "run")

@@ -87,3 +87,15 @@ def test_plain_body_keeps_its_signal_at_init() -> None:
     x = torch.rand(1, 3, 24, 24)
     with torch.no_grad():
         assert model.body(x).abs().mean() > 0.05 * x.abs().mean()
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_conv_bicubic_equals_torch_bicubic(scale: int) -> None:
+    from photosr.training.models.plain import BicubicUpsample
+
+    up = BicubicUpsample(scale)
+    for h, w in [(16, 16), (2, 3), (33, 20)]:
+        x = torch.rand(2, 3, h, w)
+        expected = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
+        assert torch.allclose(up(x), expected, atol=1e-5)
+    assert "weight" not in up.state_dict()  # checkpoints of older nets still load

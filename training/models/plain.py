@@ -12,6 +12,46 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def bicubic_taps(scale: int, a: float = -0.75) -> torch.Tensor:
+    """(scale, 5) weights of PyTorch's bicubic upsampling (align_corners=False) for each output phase,
+    over the input offsets -2..2 around the output pixel's cell."""
+
+    def near(x: float) -> float:  # |x| <= 1
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x: float) -> float:  # 1 < |x| < 2
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+    taps = torch.zeros(scale, 5, dtype=torch.float64)
+    for phase in range(scale):
+        t = (phase + 0.5) / scale - 0.5  # source position relative to the cell's own pixel
+        base = 0 if t >= 0 else -1
+        frac = t - base
+        for offset, weight in zip(
+            (-1, 0, 1, 2), (far(frac + 1), near(frac), near(1 - frac), far(2 - frac)), strict=True
+        ):
+            taps[phase, base + offset + 2] = weight
+    return taps
+
+
+class BicubicUpsample(nn.Module):
+    """Exactly `F.interpolate(x, scale_factor=scale, mode="bicubic")`, as a fixed depthwise 5x5 conv and
+    a pixel shuffle: ONNX Runtime runs that ~20x faster than its cubic Resize, which took a quarter of the
+    upscalers' time. Border pixels are repeated, as PyTorch clamps its indices."""
+
+    def __init__(self, scale: int):
+        super().__init__()
+        self.scale = scale
+        taps = bicubic_taps(scale)
+        kernel = taps[:, None, :, None] * taps[None, :, None, :]  # (phase y, phase x, ky, kx)
+        weight = kernel.reshape(scale * scale, 1, 5, 5).repeat(3, 1, 1, 1).float()
+        self.register_buffer("weight", weight, persistent=False)  # derived, not part of checkpoints
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        padded = F.pad(x, (2, 2, 2, 2), mode="replicate")
+        return F.pixel_shuffle(F.conv2d(padded, self.weight.to(x.dtype), groups=3), self.scale)
+
+
 class PlainSR(nn.Module):
     """conv-PReLU head, `convs` conv-PReLU body layers of `channels`, conv + pixel shuffle tail."""
 
@@ -49,6 +89,7 @@ class PlainSR(nn.Module):
                 nn.init.zeros_(conv.bias)
         self.tail = nn.Conv2d(channels, 3 * scale * scale, 3, padding=1)
         self.shuffle = nn.PixelShuffle(scale)
+        self.bicubic = BicubicUpsample(scale) if scale > 1 and skip == "bicubic" else None
         # tail_init 0: training starts exactly at the plain upsampling. A small non-zero tail (e.g. 0.1 x
         # the default init) lets gradients reach the body from the first step.
         with torch.no_grad():
@@ -60,7 +101,7 @@ class PlainSR(nn.Module):
             return x
         if self.skip == "nearest":
             return F.interpolate(x, scale_factor=self.scale, mode="nearest")
-        return F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+        return self.bicubic(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.shuffle(self.tail(self.body(x))) + self.upsample(x)

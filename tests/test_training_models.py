@@ -13,15 +13,16 @@ from photosr.errors import UsageError  # noqa: E402
 TINY = {
     "plain": {"channels": 8, "convs": 2},
     "resunet": {"channels": [8, 16, 24], "blocks": 1},
+    "resunet-unshuffle": {"channels": [8, 16], "blocks": 1, "unshuffle": 2},
     "effunet": {"depth": 3, "decoder": [8, 16, 24], "full_res": 8, "pretrained": False},
 }
 SIZES = [(16, 16), (17, 23), (5, 9), (40, 33)]
 
 
-@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("arch", sorted(TINY))
 @pytest.mark.parametrize("scale", [1, 2, 4])
 def test_output_shape_every_arch(arch: str, scale: int) -> None:
-    model = build_model(arch, scale=scale, **TINY[arch]).eval()
+    model = build_model(arch.split("-")[0], scale=scale, **TINY[arch]).eval()
     for h, w in SIZES:
         with torch.no_grad():
             out = model(torch.rand(2, 3, h, w))
@@ -29,24 +30,39 @@ def test_output_shape_every_arch(arch: str, scale: int) -> None:
         assert out.dtype == torch.float32
 
 
-@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("arch", sorted(TINY))
 @pytest.mark.parametrize("scale", [1, 3])
 def test_untrained_net_is_the_upsampled_input(arch: str, scale: int) -> None:
     """Zero-initialised last convs: before training, out = input (1x) or its bicubic enlargement."""
-    model = build_model(arch, scale=scale, **TINY[arch]).eval()
+    model = build_model(arch.split("-")[0], scale=scale, **TINY[arch]).eval()
     x = torch.rand(1, 3, 16, 20)
     base = x if scale == 1 else F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
     with torch.no_grad():
         assert torch.allclose(model(x), base, atol=1e-6)
 
 
-@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+@pytest.mark.parametrize("arch", sorted(TINY))
 def test_hparams_rebuild_the_same_architecture(arch: str) -> None:
-    model = build_model(arch, scale=2, **TINY[arch])
+    model = build_model(arch.split("-")[0], scale=2, **TINY[arch])
     hparams = dict(model.hparams)
-    again = build_model(arch, scale=hparams.pop("scale"), **hparams)
+    again = build_model(arch.split("-")[0], scale=hparams.pop("scale"), **hparams)
     assert again.state_dict().keys() == model.state_dict().keys()
     assert count_parameters(again) == count_parameters(model)
+
+
+def test_every_variant_is_tested() -> None:
+    assert {name.split("-")[0] for name in TINY} == set(ARCHITECTURES)
+
+
+def test_unshuffle_runs_the_unet_at_lower_resolution() -> None:
+    """unshuffle=2 costs about a quarter of the same U-Net at full resolution."""
+    from photosr.training.export import gflops_per_megapixel
+
+    full = build_model("resunet", scale=1, channels=[16, 32], blocks=1)
+    folded = build_model("resunet", scale=1, channels=[16, 32], blocks=1, unshuffle=2)
+    ratio = gflops_per_megapixel(folded) / gflops_per_megapixel(full)
+    assert 0.2 < ratio < 0.35, ratio
+    assert folded.size_multiple == 4
 
 
 def test_gradients_reach_every_layer_within_three_steps() -> None:

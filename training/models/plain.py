@@ -44,12 +44,14 @@ class BicubicUpsample(nn.Module):
         self.scale = scale
         taps = bicubic_taps(scale)
         kernel = taps[:, None, :, None] * taps[None, :, None, :]  # (phase y, phase x, ky, kx)
-        weight = kernel.reshape(scale * scale, 1, 5, 5).repeat(3, 1, 1, 1).float()
+        weight = kernel.reshape(scale * scale, 5, 5).repeat(3, 1, 1).float()
+        # Kept 3-D so `.to(memory_format=channels_last)` leaves it alone: DDP's buffer broadcast fails on a
+        # channels_last (C=1) 4-D buffer ("...refer to a single memory location", torch 2.14, gloo).
         self.register_buffer("weight", weight, persistent=False)  # derived, not part of checkpoints
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         padded = F.pad(x, (2, 2, 2, 2), mode="replicate")
-        return F.pixel_shuffle(F.conv2d(padded, self.weight.to(x.dtype), groups=3), self.scale)
+        return F.pixel_shuffle(F.conv2d(padded, self.weight.to(x.dtype).unsqueeze(1), groups=3), self.scale)
 
 
 class PlainSR(nn.Module):

@@ -66,13 +66,18 @@ class ResUNet(nn.Module):
         channels: tuple[int, ...] | list[int] = (32, 64, 128),
         blocks: int = 2,
         up: str = "nearest",
+        unshuffle: int = 1,
     ):
         super().__init__()
         channels = tuple(int(c) for c in channels)
-        self.scale, self.levels = scale, len(channels) - 1
-        self.size_multiple = 2**self.levels
-        self.hparams = {"scale": scale, "channels": list(channels), "blocks": blocks, "up": up}
-        self.head = nn.Conv2d(3, channels[0], 3, padding=1)
+        if unshuffle < 1:
+            raise ValueError(f"unshuffle must be >= 1, got {unshuffle}")
+        self.scale, self.levels, self.unshuffle = scale, len(channels) - 1, unshuffle
+        self.size_multiple = unshuffle * 2**self.levels
+        self.hparams = {"scale": scale, "channels": list(channels), "blocks": blocks, "up": up, "unshuffle": unshuffle}
+        # unshuffle > 1 folds each f x f block of pixels into channels first (as FFDNet does): the whole
+        # U-Net then runs at 1/f resolution, f^2 times cheaper, and the tail unfolds at the end.
+        self.head = nn.Conv2d(3 * unshuffle * unshuffle, channels[0], 3, padding=1)
         self.down_blocks = nn.ModuleList(_blocks(c, blocks) for c in channels[:-1])
         self.downs = nn.ModuleList(
             nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(channels, channels[1:], strict=False)
@@ -82,13 +87,13 @@ class ResUNet(nn.Module):
         self.cross = nn.ModuleList(ResBlock(c) for c in channels[:-1])
         self.merges = nn.ModuleList(nn.Conv2d(2 * c, c, 1) for c in channels[:-1])
         self.up_blocks = nn.ModuleList(_blocks(c, blocks) for c in channels[:-1])
-        self.tail = nn.Conv2d(channels[0], 3 * scale * scale, 3, padding=1)
+        self.tail = nn.Conv2d(channels[0], 3 * (scale * unshuffle) ** 2, 3, padding=1)
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         padded, h, w = pad_to_multiple(x, self.size_multiple)
-        feats = self.head(padded)
+        feats = self.head(F.pixel_unshuffle(padded, self.unshuffle) if self.unshuffle > 1 else padded)
         skips = []
         for block, down in zip(self.down_blocks, self.downs, strict=True):
             feats = block(feats)
@@ -99,7 +104,8 @@ class ResUNet(nn.Module):
             feats = self.ups[i](feats)
             feats = self.merges[i](torch.cat([feats, self.cross[i](skips[i])], dim=1))
             feats = self.up_blocks[i](feats)
-        out = F.pixel_shuffle(self.tail(feats), self.scale) if self.scale > 1 else self.tail(feats)
+        up = self.scale * self.unshuffle
+        out = F.pixel_shuffle(self.tail(feats), up) if up > 1 else self.tail(feats)
         out = out[..., : h * self.scale, : w * self.scale]
         base = (
             x

@@ -74,7 +74,13 @@ class ResUNet(nn.Module):
             raise ValueError(f"unshuffle must be >= 1, got {unshuffle}")
         self.scale, self.levels, self.unshuffle = scale, len(channels) - 1, unshuffle
         self.size_multiple = unshuffle * 2**self.levels
-        self.hparams = {"scale": scale, "channels": list(channels), "blocks": blocks, "up": up, "unshuffle": unshuffle}
+        self.hparams = {
+            "scale": scale,
+            "channels": list(channels),
+            "blocks": blocks,
+            "up": up,
+            "unshuffle": unshuffle,
+        }
         # unshuffle > 1 folds each f x f block of pixels into channels first (as FFDNet does): the whole
         # U-Net then runs at 1/f resolution, f^2 times cheaper, and the tail unfolds at the end.
         self.head = nn.Conv2d(3 * unshuffle * unshuffle, channels[0], 3, padding=1)

@@ -44,7 +44,9 @@ class Photo:
     def __post_init__(self) -> None:
         if self.rgb.ndim != 3 or self.rgb.shape[2] != 3 or self.rgb.dtype != np.float32:
             raise ValueError(f"Photo.rgb must be HxWx3 float32, got {self.rgb.shape} {self.rgb.dtype}")
-        if self.alpha is not None and (self.alpha.shape != self.rgb.shape[:2] or self.alpha.dtype != np.float32):
+        if self.alpha is not None and (
+            self.alpha.shape != self.rgb.shape[:2] or self.alpha.dtype != np.float32
+        ):
             raise ValueError(f"Photo.alpha must be HxW float32 matching rgb, got {self.alpha.shape}")
 
     @property

@@ -13,7 +13,10 @@ _COMMANDS = {
     "plugins": ("photosr.cli.plugins:plugins", "List, show and verify installed plugins."),
     "watch": ("photosr.cli.watch:watch", "Watch a folder and process every photo that lands in it."),
     "train": ("photosr.training.cli:train", "Train a plugin from photos and a crappification (train extra)."),
-    "export": ("photosr.training.cli:export", "Export a training checkpoint as a plugin folder (train extra)."),
+    "export": (
+        "photosr.training.cli:export",
+        "Export a training checkpoint as a plugin folder (train extra).",
+    ),
     "eval": ("photosr.training.cli:evaluate", "Score a plugin: PSNR/SSIM against bicubic (train extra)."),
     "crappify": ("photosr.training.cli:crappify", "Preview a crappification recipe (train extra)."),
 }

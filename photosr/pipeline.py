@@ -395,20 +395,35 @@ def _cached_pipeline(options: ProcessOptions) -> Pipeline:
 
 
 def process(
-    image: Image.Image | Photo, tasks: Iterable[str] | str = ("restore",), **options: Any
+    image: Image.Image | Photo | str | os.PathLike[str],
+    tasks: Iterable[str] | str = ("restore",),
+    **options: Any,
 ) -> Image.Image:
-    """Process one in-memory image with the same code path as `photosr run`; returns a PIL image.
+    """Process one image (a PIL image, a Photo, or a file path read by `load_photo`) with the same code
+    path as `photosr run`; returns a PIL image.
 
     Options are the ProcessOptions fields (scale=4, strength=0.5, device="cpu", ...). For Photo in and
     Photo out, or a private plugin registry, use `Pipeline(ProcessOptions(...), registry).process`.
     """
     pipeline = _cached_pipeline(ProcessOptions.from_kwargs(tasks=tasks, **options))
-    photo = image if isinstance(image, Photo) else photo_from_pil(image)
+    if isinstance(image, (str, os.PathLike)):
+        max_pixels = pipeline.options.max_pixels
+        photo = load_photo(image) if max_pixels is None else load_photo(image, max_pixels=max_pixels)
+    else:
+        photo = image if isinstance(image, Photo) else photo_from_pil(image)
     return photo_to_pil(pipeline.process(photo))
 
 
 def process_file(src: str | Path, dst: str | Path, **options: Any) -> FileResult:
-    """Process one file to `dst` (atomic write; `src` is never modified). Options as for `process`."""
+    """Process one file to `dst` (atomic write; `src` is never modified). Options as for `process`.
+
+    Without a `format` option the format follows `dst`'s extension when it names one (out.png -> PNG),
+    else the source's."""
+    if "format" not in options:
+        suffix = Path(dst).suffix.lower().lstrip(".")
+        suffix = _FORMAT_ALIASES.get(suffix, suffix)
+        if suffix in FORMATS and suffix != "keep":
+            options["format"] = suffix
     return _cached_pipeline(ProcessOptions.from_kwargs(**options)).process_file(src, dst)
 
 

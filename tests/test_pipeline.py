@@ -354,6 +354,8 @@ def test_module_process_file_and_reexports(use_registry, tmp_path: Path) -> None
     result = photosr.process_file(src, tmp_path / "out.jpg", tasks=["restore"], plugins=["restore-id"])
     assert result.status == "ok" and Image.open(tmp_path / "out.jpg").size == (32, 24)
     assert photosr.process is process and photosr.process_file is process_file
+    as_png = photosr.process_file(src, tmp_path / "out.png", tasks=["restore"], plugins=["restore-id"])
+    assert as_png.output == tmp_path / "out.png" and Image.open(as_png.output).format == "PNG"
     for name in photosr.__all__:
         assert getattr(photosr, name) is not None
 
@@ -361,6 +363,22 @@ def test_module_process_file_and_reexports(use_registry, tmp_path: Path) -> None
 def test_module_process_accepts_a_photo(use_registry) -> None:
     out = process(_photo(alpha=True), tasks=("upscale",), scale=2)
     assert isinstance(out, Image.Image) and out.mode == "RGBA" and out.size == (32, 24)
+
+
+def test_module_process_reads_a_path_with_its_orientation(use_registry, tmp_path: Path) -> None:
+    src = tmp_path / "turned.jpg"
+    Image.fromarray(make_rgb(10, 14)).save(src, exif=_exif_orientation(6), quality=95)
+    out = process(str(src), tasks="upscale", scale=2)
+    assert out.size == (20, 28)  # EXIF 6 applied: 14x10 stored, shown 10x14, then x2
+    assert process(src, tasks="upscale", scale=2).size == (20, 28)  # a Path too
+    with pytest.raises(photosr.PhotosrError, match="nope.jpg"):
+        process(tmp_path / "nope.jpg", tasks="upscale", scale=2)
+
+
+def _exif_orientation(value: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = value
+    return exif.tobytes()
 
 
 def test_importing_the_runtime_loads_neither_torch_nor_onnxruntime() -> None:

@@ -102,6 +102,25 @@ def test_validation_pairs_are_fixed_and_mod_cropped() -> None:
         resolve_crappifier("bicubic", task="restore", scale=1)
 
 
+def test_a_damage_draw_that_skipped_every_step_is_drawn_again() -> None:
+    """Random 1x recipes sometimes leave the photo untouched; an evaluation pair must carry damage."""
+    from photosr.training.data import degrade_pair
+
+    calls = []
+
+    def sometimes(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        calls.append(1)
+        if len(calls) < 3:
+            return img  # the first two draws skip everything
+        return Image.fromarray(np.asarray(img) // 2)
+
+    hr = _images(1, 16)[0]
+    lr, target = degrade_pair(hr, sometimes, scale=1, seed=0)
+    assert len(calls) == 3 and np.array_equal(lr, hr // 2) and np.array_equal(target, hr)
+    lr, _ = degrade_pair(hr, lambda img, rng: img, scale=1, seed=0)  # a recipe that never damages: gives up
+    assert np.array_equal(lr, hr)
+
+
 def test_pregenerated_pairs_are_sharded_and_read_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

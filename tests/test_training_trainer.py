@@ -107,6 +107,33 @@ def test_init_from_a_plugin_folder_starts_from_its_weights(photos: Path, tmp_pat
         Trainer(_cfg(photos, arch="plain", model={}, init_from=str(tmp_path / "plugin")), tmp_path / "c")
 
 
+def test_init_from_may_swap_prelu_for_a_fused_leaky_relu(photos: Path, tmp_path: Path) -> None:
+    """The convs carry over, the PReLU slopes are dropped, and the export has no PRelu node left."""
+    import onnx
+    from photosr.training.export import export_plugin
+
+    plain = {"task": "upscale", "scale": 2, "recipe": "bicubic", "arch": "plain", "patch": 8}
+    first = train(_cfg(photos, **plain, model={"channels": 8, "convs": 1}, steps=1), tmp_path / "a")
+    weights = load_checkpoint(first.checkpoint)["ema"]
+    leaky = Trainer(
+        _cfg(photos, **{**plain, "arch": "auto"}, model={"act": "leaky"}, init_from=str(first.checkpoint)),
+        tmp_path / "b",
+    )
+    state = leaky.model.state_dict()
+    assert leaky.model.hparams["act"] == "leaky" and leaky.model.hparams["channels"] == 8
+    assert not any(key not in weights for key in state)
+    assert all(torch.equal(state[key], weights[key]) for key in state)
+    assert {key for key in weights if key not in state} == {"body.1.weight", "body.3.weight"}  # slopes
+    result = leaky.fit()
+    export_plugin(result.checkpoint, tmp_path / "plugin")
+    ops = {node.op_type for node in onnx.load(tmp_path / "plugin" / "model.onnx").graph.node}
+    assert "LeakyRelu" in ops and "PRelu" not in ops
+    with pytest.raises(UsageError, match="init-from holds plain"):
+        Trainer(
+            _cfg(photos, **plain, model={"channels": 16}, init_from=str(first.checkpoint)), tmp_path / "c"
+        )
+
+
 @pytest.mark.parametrize("task", ["restore", "colorize", "dewatermark"])
 def test_every_task_preset_trains(photos: Path, tmp_path: Path, task: str) -> None:
     """Each 1x task's default crappification feeds the loop (inputs and targets the same size)."""

@@ -103,18 +103,29 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 
 def new_model(cfg: TrainConfig) -> tuple[str, nn.Module]:
     """The run's network: fresh, or with the weights of `init_from` (whose architecture it then takes,
-    unless the config names a different one - an error, since the weights would not fit)."""
+    unless the config names a different one - an error, since the weights would not fit). Only the
+    activation may change (`model={act="leaky"}`): the convs' weights carry over and the net fine-tunes."""
     arch = default_arch(cfg.task) if cfg.arch == "auto" else cfg.arch
     if not cfg.init_from:
         return arch, build_model(arch, scale=cfg.scale, **cfg.model)
     init = load_checkpoint(cfg.init_from)
     hparams = dict(init["hparams"])
-    if (cfg.arch not in ("auto", init["arch"])) or (cfg.model and cfg.model.items() - hparams.items()):
-        raise UsageError(f"init-from holds {init['arch']} {hparams}; this run asks for {arch} {cfg.model}")
     if hparams.pop("scale") != cfg.scale:
         raise UsageError(f"init-from is a x{init['hparams']['scale']} model; this run is x{cfg.scale}")
-    model = build_model(init["arch"], scale=cfg.scale, **hparams)
-    model.load_state_dict(init.get("ema") or init["model"])
+    if cfg.arch not in ("auto", init["arch"]):
+        raise UsageError(f"init-from holds {init['arch']} {hparams}; this run asks for {arch} {cfg.model}")
+    # Rebuilt from its own hparams first, so defaults added since it was saved count as its values.
+    hparams = {k: v for k, v in build_model(init["arch"], scale=cfg.scale, **hparams).hparams.items()}
+    changed = {k for k, v in cfg.model.items() if hparams.get(k) != v}
+    if changed - {"act"}:
+        raise UsageError(f"init-from holds {init['arch']} {hparams}; this run asks for {arch} {cfg.model}")
+    hparams.pop("scale")
+    model = build_model(init["arch"], scale=cfg.scale, **{**hparams, **cfg.model})
+    missing, unexpected = model.load_state_dict(init.get("ema") or init["model"], strict=not changed)
+    modules = dict(model.named_modules())
+    for key in [*missing, *unexpected]:  # only activation parameters (PReLU slopes) may be dropped
+        if not isinstance(modules.get(key.rpartition(".")[0]), nn.PReLU | nn.LeakyReLU):
+            raise UsageError(f"init-from: weight {key} does not fit the new activation")
     return init["arch"], model
 
 

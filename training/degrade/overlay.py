@@ -2,8 +2,8 @@
 diagonal, at an opacity and colour; `apply_with_mask` also returns the alpha of what was drawn, the target
 a dewatermark model's mask head (or a loss weight) needs.
 
-Fonts and words are parameters, so a held-out split (train on some fonts/words, validate on others) is
-just two Overlay ops with different lists.
+Fonts and words are parameters; `split="train"` / `split="held-out"` draw only from one side of the
+fixed dewatermark split in splits.py (train on some fonts/words, validate on others).
 """
 
 from __future__ import annotations
@@ -33,19 +33,24 @@ from .base import (
     to_image,
     uniform,
 )
+from .splits import (
+    ALL,
+    BITMAP_FONT,
+    DEFAULT_FONT,
+    HELD_OUT,
+    SPLITS,
+    TRAIN,
+    TRAIN_WORDS,
+    in_split,
+    split_words,
+)
 
 CONTENT = ("words", "numbers", "dates", "logo")
 LAYOUTS = ("single", "tiled")
 COLOURS = ("white", "black", "grey", "orange", "random")
 FONT_SUFFIXES = (".ttf", ".otf", ".ttc")
 SYSTEM_FONT_DIR = Path("/usr/share/fonts")
-DEFAULT_FONT = "default"  # Pillow's bundled scalable font (Pillow >= 10.1)
-DEFAULT_WORDS = (
-    "SAMPLE", "PREVIEW", "PROOF", "COPYRIGHT", "DRAFT", "CONFIDENTIAL", "stock", "photo", "studio",
-    "Photography", "images", "licensed", "do not copy", "property of", "archive", "gallery", "agency",
-    "wedding", "portrait", "memories", "summer", "holiday", "family", "Nordic", "Atelier", "Lumen",
-    "Foto", "Bildarchiv", "exclusive", "watermark", "unpaid", "comp", "www.example.com", "@picturesque",
-)  # fmt: skip
+DEFAULT_WORDS = TRAIN_WORDS  # the vocabulary when no `words` are given (see splits.py)
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 
 
@@ -59,10 +64,13 @@ def find_fonts(folder: str | Path) -> list[str]:
 
 
 @functools.lru_cache(maxsize=256)
-def load_font(font: str, size: int) -> ImageFont.FreeTypeFont:
-    """A font by path (or "default") at a pixel size, cached per DataLoader worker."""
+def load_font(font: str, size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """A font by path (or "default", or "bitmap": fixed size, enlarged when drawn) at a pixel size,
+    cached per DataLoader worker."""
     if font == DEFAULT_FONT:
         return ImageFont.load_default(size=size)
+    if font == BITMAP_FONT:
+        return ImageFont.load_default_imagefont()
     try:
         return ImageFont.truetype(font, size)
     except OSError as err:
@@ -119,6 +127,17 @@ def _text_stamp(text: str, font: ImageFont.FreeTypeFont, stroke: int) -> tuple[I
     return fill, outline
 
 
+def _bitmap_text_stamp(text: str, size: int) -> Image.Image:
+    """One line in Pillow's 11-px bitmap font, enlarged by a whole factor (nearest) to about `size` px:
+    the blocky look of a pixel font, which no scalable font in the training split has."""
+    font = load_font(BITMAP_FONT, 11)
+    x0, y0, x1, y1 = font.getbbox(text)
+    stamp = Image.new("L", (x1 - x0 + 2, y1 - y0 + 2), 0)
+    ImageDraw.Draw(stamp).text((1 - x0, 1 - y0), text, fill=255, font=font)
+    factor = max(1, round(size / 11))
+    return stamp.resize((stamp.width * factor, stamp.height * factor), Image.Resampling.NEAREST)
+
+
 def _logo_stamp(seed: int, side: int, text: str, font: ImageFont.FreeTypeFont) -> Image.Image:
     """A made-up logo: one to three rings, boxes, triangles or stars, optionally with initials."""
     rng = np.random.default_rng(seed)
@@ -146,8 +165,11 @@ def _logo_stamp(seed: int, side: int, text: str, font: ImageFont.FreeTypeFont) -
             )
             xy = np.stack([side / 2 + radii * np.cos(angles), side / 2 + radii * np.sin(angles)], axis=1)
             draw.polygon([tuple(p) for p in xy], outline=255, width=width)
-    if text:
+    if text and isinstance(font, ImageFont.FreeTypeFont):
         draw.text((side / 2, side / 2), text, fill=255, font=font, anchor="mm")
+    elif text:  # the bitmap font, enlarged to a third of the logo
+        initials = _bitmap_text_stamp(text, side // 3)
+        stamp.paste(255, ((side - initials.width) // 2, (side - initials.height) // 2), initials)
     return stamp
 
 
@@ -194,8 +216,10 @@ def _colour(rng: np.random.Generator, name: str) -> list[int]:
 class Overlay(Op):
     """Draw a watermark. size: text height as a fraction of the short side; angle: degrees (single
     stamps use half of it); spacing: tiled cell size in stamp sizes; outline: probability of a
-    contrasting stroke; fonts: paths or "default" (None = Pillow's default plus system fonts);
-    font_dir: a folder of .ttf/.otf added to the fonts; words: the vocabulary for word stamps."""
+    contrasting stroke; fonts: paths, "default" or "bitmap" (None = Pillow's default plus system fonts);
+    font_dir: a folder of .ttf/.otf added to the fonts; words: the vocabulary for word stamps;
+    split: "all", or "train" / "held-out" to draw only fonts and words of that side of the dewatermark
+    split (splits.py) - given fonts or words must then belong to it."""
 
     name = "overlay"
 
@@ -214,6 +238,7 @@ class Overlay(Op):
         fonts: Sequence[str] | None = None,
         font_dir: str | None = None,
         words: Sequence[str] | None = None,
+        split: str = ALL,
     ):
         self.content = as_choices("content", content, CONTENT)
         self.content_weights = as_weights("content_weights", content_weights, len(self.content))
@@ -225,13 +250,18 @@ class Overlay(Op):
         self.angle = as_range("angle", angle, low=-180.0, high=180.0)
         self.spacing = as_range("spacing", spacing, low=1.0, high=10.0)
         self.outline = as_probability("outline", outline)
-        self.fonts = _font_list(fonts, font_dir)
-        self.words = tuple(words) if words is not None else DEFAULT_WORDS
-        # The built-in vocabulary is short, so it is padded with made-up words; a user's own list (a
-        # train/validation split, say) is used exactly as given.
-        self._invent = 0.4 if words is None else 0.0
+        if split not in SPLITS:
+            raise UsageError(f"split: expected one of {', '.join(SPLITS)}, got {split!r}")
+        self.split = split
+        self.fonts = _font_list(fonts, font_dir, split)
+        self.words = tuple(words) if words is not None else split_words(split)
+        # The built-in vocabulary is short, so it is padded with made-up words; a user's own list and
+        # the held-out words are used exactly as given.
+        self._invent = 0.4 if words is None and split != HELD_OUT else 0.0
         if not self.words or not all(isinstance(w, str) and w for w in self.words):
             raise UsageError("words: expected a list of non-empty strings")
+        if split != ALL and words is not None:
+            _check_words_in_split(self.words, split)
 
     def sample(self, rng: np.random.Generator) -> Params:
         content = pick(rng, self.content, self.content_weights)
@@ -286,8 +316,11 @@ class Overlay(Op):
         font_px = max(8, round(params["size"] * min(size)))
         font = load_font(params["font"], font_px)
         stroke = max(1, font_px // 12) if params["outline"] else 0
-        if params["content"] == "logo":
-            fill = _logo_stamp(params["logo_seed"], font_px * 2, params["text"], font)
+        if params["content"] == "logo" or params["font"] == BITMAP_FONT:
+            if params["content"] == "logo":
+                fill = _logo_stamp(params["logo_seed"], font_px * 2, params["text"], font)
+            else:
+                fill = _bitmap_text_stamp(params["text"], font_px)
             outline = fill.filter(ImageFilter.MaxFilter(2 * stroke + 1)) if stroke else None
         else:
             fill, outline = _text_stamp(params["text"], font, stroke)
@@ -296,15 +329,34 @@ class Overlay(Op):
         return arrange(fill, size, params), None if outline is None else arrange(outline, size, params)
 
 
-def _font_list(fonts: Sequence[str] | None, font_dir: str | None) -> tuple[str, ...]:
-    listed = list(fonts) if fonts is not None else [DEFAULT_FONT]
+def _font_list(fonts: Sequence[str] | None, font_dir: str | None, split: str = ALL) -> tuple[str, ...]:
+    """The fonts to draw with. Given fonts must belong to the split; fonts found in folders are
+    filtered to it; None means the built-in fonts plus the system fonts of the split."""
+    listed = list(fonts) if fonts is not None else [DEFAULT_FONT, BITMAP_FONT]
+    if fonts is None and split == ALL:
+        listed = [DEFAULT_FONT]  # "all" keeps the op's original behaviour: no bitmap font
+    found = []
     if font_dir is not None:
-        listed += find_fonts(font_dir)
+        found = find_fonts(font_dir)
     elif fonts is None and SYSTEM_FONT_DIR.is_dir():
-        listed += find_fonts(SYSTEM_FONT_DIR)
+        found = find_fonts(SYSTEM_FONT_DIR)
+    if fonts is None:
+        listed = [font for font in listed if in_split(font, split)]
     for font in listed:
-        if font != DEFAULT_FONT and not Path(font).is_file():
+        if font not in (DEFAULT_FONT, BITMAP_FONT) and not Path(font).is_file():
             raise UsageError(f"fonts: font file not found: {font}")
+        if not in_split(font, split):
+            raise UsageError(f"fonts: {font} is not a {split} font (see training/degrade/splits.py)")
+    listed += [font for font in found if in_split(font, split)]
     if not listed:
         raise UsageError("fonts: no fonts to draw with")
     return tuple(listed)
+
+
+def _check_words_in_split(words: Sequence[str], split: str) -> None:
+    # Compared case-insensitively as substrings: "Press" inside "Pressbild" is still the held-out word.
+    other = [w.lower() for w in split_words(TRAIN if split == HELD_OUT else HELD_OUT)]
+    for word in words:
+        clash = next((o for o in other if o in word.lower() or word.lower() in o), None)
+        if clash is not None:
+            raise UsageError(f"words: {word!r} overlaps {clash!r} of the other side of the split")

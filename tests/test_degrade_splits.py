@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
-
-from photosr.errors import UsageError
 from photosr.training.degrade import Overlay, build_recipe, overlay, read_recipe
 from photosr.training.degrade.recipe import RECIPES_DIR
 from photosr.training.degrade.splits import (
@@ -21,6 +18,9 @@ from photosr.training.degrade.splits import (
     font_family,
     in_split,
 )
+from PIL import Image
+
+from photosr.errors import UsageError
 
 FAKE_FONTS = (
     "DejaVuSans.ttf",
@@ -133,7 +133,9 @@ def test_bitmap_font_grows_with_the_size():
     photo = Image.new("RGB", (200, 200))
     heights = []
     for size in (0.06, 0.18):
-        op = Overlay(fonts=[BITMAP_FONT], content="words", layout="single", angle=0, size=size, split="held-out")
+        op = Overlay(
+            fonts=[BITMAP_FONT], content="words", layout="single", angle=0, size=size, split="held-out"
+        )
         _, mask = op.apply_with_mask(photo, op.sample(np.random.default_rng(1)))
         heights.append(int((mask.max(axis=1) > 0).sum()))
     assert heights[1] > 2 * heights[0]

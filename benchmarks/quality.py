@@ -1,0 +1,251 @@
+"""The validation table of every bundled plugin, next to classic baselines, as Markdown.
+
+    .venv/bin/python benchmarks/quality.py [--data /work/shared/data/val/sunhays80] [--limit N]
+        [--threads 0] [--plugin DIR ...] [--only NAME ...] [--nlm-h 5,7,10,15]
+
+Needs no torch: photosr plus numpy (and opencv-python-headless, the `bench` extra, for the restore
+table's NLM baseline). Plugins run through photosr's real pipeline: a file in, `Pipeline.process_file`,
+a PNG out, read back - what `photosr run --plugin NAME` does.
+
+upscale plugins (scale s): HR = the photo cropped to a multiple of s; LR = Pillow BICUBIC downscale
+(the SR papers' protocol, and the one the upscalers were validated with). Methods: Pillow bicubic,
+Pillow Lanczos, the plugin. PSNR-Y / SSIM-Y (BT.601 studio range) with s pixels cropped from each side.
+
+restore plugins: the input is the photo + Gaussian noise sigma 10 (8-bit levels, each channel its own,
+seeded per photo by its file name), clipped, rounded and saved as a JPEG at quality 30 (Pillow, default
+4:2:0 subsampling); that JPEG file is what the plugin reads. Methods: the input itself, OpenCV
+fastNlMeansDenoisingColored at the usual h = hColor = 10 and at the best h of `--nlm-h` (chosen on this
+set's mean PSNR: an oracle setting, fair to NLM), the plugin at strength 1.0 and 0.5. PSNR and SSIM on
+all three RGB channels (SSIM: mean over channels), nothing cropped.
+
+Every table also gives the colour shift: per channel, the mean over photos of |mean(out) - mean(ref)|
+in 8-bit levels, and the signed mean over photos and channels (> 0: brighter than the reference).
+The numbers can differ slightly from a manifest's [metrics.validation] where that was drawn with
+another noise seed (restore) or a different photo decoder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from bench_plugins import describe, find_plugins, pipeline_for
+from PIL import Image
+from sr_metrics import colour_shift, psnr, ssim, to_uint8
+
+from photosr.io import load_photo
+from photosr.plugins import Plugin
+
+DATA = Path("/work/shared/data/val/sunhays80")
+EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+NOISE_SIGMA = 10.0
+JPEG_QUALITY = 30
+
+
+@dataclass
+class Scores:
+    """Per-photo scores of one method."""
+
+    psnr: list[float] = field(default_factory=list)
+    ssim: list[float] = field(default_factory=list)
+    shift: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, out: np.ndarray, ref: np.ndarray, *, border: int, y_only: bool) -> None:
+        if out.shape != ref.shape:
+            raise ValueError(f"output {out.shape} does not match the reference {ref.shape}")
+        self.psnr.append(psnr(out, ref, border=border, y_only=y_only))
+        self.ssim.append(ssim(out, ref, border=border, y_only=y_only))
+        self.shift.append(colour_shift(out, ref))
+
+    @property
+    def mean_psnr(self) -> float:
+        return float(np.mean(self.psnr))
+
+
+# --- data -------------------------------------------------------------------------------------------------
+
+
+def load_photos(folder: Path, limit: int) -> list[tuple[str, np.ndarray]]:
+    """(file name, HxWx3 uint8) of the photos in `folder`, sorted, decoded as photosr decodes them."""
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in EXTENSIONS)[: limit or None]
+    if not paths:
+        raise SystemExit(f"no photos in {folder}")
+    return [(p.name, to_uint8(load_photo(p).rgb)) for p in paths]
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def damage(rgb: np.ndarray, name: str, path: Path) -> Path:
+    """Noise sigma 10 seeded by `name`, then a quality-30 JPEG written to `path` (the restore input)."""
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    noisy = rgb.astype(np.float64) + rng.normal(0.0, NOISE_SIGMA, rgb.shape)
+    Image.fromarray(np.clip(np.rint(noisy), 0, 255).astype(np.uint8)).save(path, quality=JPEG_QUALITY)
+    return path
+
+
+def run_file(pipeline, src: Path, dst: Path) -> np.ndarray:
+    result = pipeline.process_file(src, dst)
+    if not result.ok:
+        raise SystemExit(f"pipeline failed: {result.error}")
+    return read_rgb(result.output)
+
+
+def progress(label: str, done: int, total: int) -> None:
+    if sys.stderr.isatty():  # full runs take a while; logs stay clean
+        end = "\n" if done == total else ""
+        print(f"\r{label}: {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+
+# --- the two tables ---------------------------------------------------------------------------------------
+
+
+def upscale_scores(
+    plugin: Plugin, photos: Sequence[tuple[str, np.ndarray]], tmp: Path, threads: int
+) -> dict[str, Scores]:
+    s = plugin.manifest.model.scale
+    pipeline = pipeline_for(plugin, threads=threads, format="png")
+    scores = {"bicubic (Pillow)": Scores(), "Lanczos (Pillow)": Scores(), plugin.name: Scores()}
+    for i, (_, photo) in enumerate(photos):
+        h, w = (photo.shape[0] // s) * s, (photo.shape[1] // s) * s
+        hr = photo[:h, :w]
+        lr = Image.fromarray(hr).resize((w // s, h // s), Image.Resampling.BICUBIC)
+        lr.save(tmp / "lr.png")
+        outs = [
+            np.asarray(lr.resize((w, h), Image.Resampling.BICUBIC)),
+            np.asarray(lr.resize((w, h), Image.Resampling.LANCZOS)),
+            run_file(pipeline, tmp / "lr.png", tmp / "sr.png"),
+        ]
+        for rows, out in zip(scores.values(), outs, strict=True):
+            rows.add(out, hr, border=s, y_only=True)
+        progress(plugin.name, i + 1, len(photos))
+    return scores
+
+
+def nlm(rgb: np.ndarray, h: float) -> np.ndarray:
+    import cv2
+
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    return cv2.cvtColor(cv2.fastNlMeansDenoisingColored(bgr, None, h, h, 7, 21), cv2.COLOR_BGR2RGB)
+
+
+def restore_scores(
+    plugin: Plugin,
+    photos: Sequence[tuple[str, np.ndarray]],
+    tmp: Path,
+    threads: int,
+    nlm_hs: Sequence[float],
+) -> dict[str, Scores]:
+    strengths = (1.0, 0.5)
+    pipelines = {st: pipeline_for(plugin, threads=threads, format="png", strength=st) for st in strengths}
+    hs = sorted(set(nlm_hs) | {10.0})
+    per_h = {h: Scores() for h in hs}
+    scores = {"input (noise 10 + JPEG 30)": Scores()}
+    plugin_rows = {f"{plugin.name} strength {st:.1f}": Scores() for st in strengths}
+    for i, (name, ref) in enumerate(photos):
+        jpeg = damage(ref, name, tmp / "input.jpg")
+        noisy = read_rgb(jpeg)
+        scores["input (noise 10 + JPEG 30)"].add(noisy, ref, border=0, y_only=False)
+        for h in hs:
+            per_h[h].add(nlm(noisy, h), ref, border=0, y_only=False)
+        for st, row in zip(strengths, plugin_rows.values(), strict=True):
+            row.add(run_file(pipelines[st], jpeg, tmp / "out.png"), ref, border=0, y_only=False)
+        progress(plugin.name, i + 1, len(photos))
+    best = max(hs, key=lambda h: per_h[h].mean_psnr)
+    scores["NLM h=10 hColor=10 (OpenCV)"] = per_h[10.0]
+    scores[f"NLM best-h: h=hColor={best:g} of {{{', '.join(f'{h:g}' for h in hs)}}}"] = per_h[best]
+    scores.update(plugin_rows)
+    return scores
+
+
+# --- output -----------------------------------------------------------------------------------------------
+
+
+def format_table(scores: dict[str, Scores], baseline: str, *, metric: str) -> str:
+    """Markdown: mean PSNR, SSIM, gain over `baseline`, colour shift per channel and signed."""
+    base = scores[baseline].mean_psnr
+    lines = [
+        f"| method | PSNR-{metric} (dB) | SSIM-{metric} | gain (dB) | shift R | shift G | shift B | mean shift |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, rows in scores.items():
+        shifts = np.array(rows.shift)
+        absolute = np.abs(shifts).mean(axis=0)
+        gain = "-" if name == baseline else f"{rows.mean_psnr - base:+.3f}"
+        lines.append(
+            f"| {name} | {rows.mean_psnr:.3f} | {np.mean(rows.ssim):.4f} | {gain} | "
+            + " | ".join(f"{v:.2f}" for v in absolute)
+            + f" | {shifts.mean():+.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def manifest_line(plugin: Plugin) -> str:
+    """The plugin's own recorded validation scores, for comparison ("" if it has none)."""
+    validation = plugin.manifest.metrics.get("validation")
+    if not isinstance(validation, Mapping):
+        return ""
+    parts = [
+        f"{key} {row['psnr']:.3f} / {row.get('ssim', float('nan')):.4f}"
+        for key, row in validation.items()
+        if isinstance(row, Mapping) and "psnr" in row
+    ]
+    if not parts:
+        return ""
+    return f"Manifest [metrics.validation] ({validation.get('images', '?')} images): " + ", ".join(parts)
+
+
+TABLES: dict[str, tuple[Callable[..., dict[str, Scores]], str, str, str]] = {
+    # task: (scores function, baseline row, metric label, what the protocol is)
+    "upscale": (upscale_scores, "bicubic (Pillow)", "Y", "LR = Pillow bicubic downscale; Y, border = scale"),
+    "restore": (restore_scores, "input (noise 10 + JPEG 30)", "RGB", "input = noise 10 + JPEG 30; RGB"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DATA, help="folder of validation photos")
+    parser.add_argument("--limit", type=int, default=0, help="first N photos only (0 = all)")
+    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime and OpenCV threads (0 = all)")
+    parser.add_argument("--plugin", action="append", default=[], help="extra plugin folder (repeatable)")
+    parser.add_argument("--only", action="append", default=[], help="only this plugin (repeatable)")
+    parser.add_argument("--nlm-h", default="5,7,10,15", help="h values tried for NLM's best-h row")
+    args = parser.parse_args(argv)
+
+    plugins = find_plugins(args.plugin, args.only)
+    if args.threads:
+        import cv2
+
+        cv2.setNumThreads(args.threads)
+    photos = load_photos(args.data, args.limit)
+    nlm_hs = [float(h) for h in args.nlm_h.split(",") if h.strip()]
+    print(f"# Quality: {len(photos)} photos from {args.data}\n")
+    with tempfile.TemporaryDirectory(prefix="photosr-quality-") as tmp:
+        for plugin in plugins:
+            task = plugin.manifest.task
+            if task not in TABLES:
+                print(f"## {describe(plugin)}\n\nNo quality protocol for task {task!r}; skipped.\n")
+                continue
+            scores_of, baseline, metric, protocol = TABLES[task]
+            start = time.perf_counter()
+            extra = (nlm_hs,) if task == "restore" else ()
+            scores = scores_of(plugin, photos, Path(tmp), args.threads, *extra)
+            print(f"## {describe(plugin)}\n\n{protocol}; {len(photos)} photos.\n")
+            print(format_table(scores, baseline, metric=metric))
+            note = manifest_line(plugin)
+            print(f"\n{note}\n" if note else "")
+            print(f"({time.perf_counter() - start:.0f} s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""Seconds per photo, end to end through the pipeline, for every bundled plugin, next to the issue's targets.
+
+    .venv/bin/python benchmarks/speed.py [--repeats 3] [--threads 2] [--plugin DIR ...] [--only NAME ...]
+
+Each plugin runs `Pipeline.process_file` (load, process, save a JPEG at quality 95 into a temp folder) on
+a photo of the size its target is stated for: upscale x2 and x4 on a 1-MP photo (1000x1000 -> 4 / 16
+MP), restore on a 12-MP photo (4000x3000). Other tasks get the 1-MP photo and no target. The model
+session is created on a tiny warm-up photo first (a batch pays that once); the median of `--repeats`
+runs is reported.
+
+Baselines run in the same process on the same photo, so the ratio survives a busy machine: for upscale,
+Pillow alone (open, bicubic resize to the output size, save); for restore, photosr's normalize task
+(load + save, no model). Params and GFLOPs per input megapixel come from the manifest's [metrics].
+
+Photos: a wikipedia50 training photo resized to the size (so JPEG coding costs what it costs on a photo),
+or a smooth gradient with texture when that folder is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+from bench_plugins import find_plugins, pipeline_for
+from PIL import Image, ImageOps
+
+from photosr.pipeline import Pipeline, ProcessOptions
+from photosr.plugins import Plugin, PluginRegistry
+
+PHOTOS = Path("/work/shared/data/train/wikipedia50")
+ONE_MP = (1000, 1000)
+TWELVE_MP = (4000, 3000)
+# (task, scale) -> (input size, target seconds per photo from issue 5)
+TARGETS: dict[tuple[str, int], tuple[tuple[int, int], float | None]] = {
+    ("upscale", 2): (ONE_MP, 3.0),
+    ("upscale", 4): (ONE_MP, 8.0),
+    ("restore", 1): (TWELVE_MP, 15.0),
+}
+QUALITY = 95
+
+
+def make_photo(path: Path, size: tuple[int, int]) -> Path:
+    """A JPEG of `size`: a real photo cropped to the aspect and resized, or a synthetic one."""
+    sources = sorted(PHOTOS.glob("*.png")) + sorted(PHOTOS.glob("*.jpg"))
+    if sources:
+        with Image.open(sources[0]) as img:
+            image = ImageOps.fit(img.convert("RGB"), size, Image.Resampling.LANCZOS)
+    else:
+        w, h = size
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        rng = np.random.default_rng(0)
+        base = np.stack([xx / w, yy / h, (xx + yy) / (w + h)], axis=2) * 180 + 40
+        texture = 20 * np.sin(xx / 7)[..., None] * np.cos(yy / 11)[..., None] + rng.normal(0, 4, (h, w, 3))
+        image = Image.fromarray(np.clip(base + texture, 0, 255).astype(np.uint8))
+    image.save(path, quality=QUALITY)
+    return path
+
+
+def median_seconds(run: Callable[[], None], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def pipeline_run(pipeline: Pipeline, src: Path, dst: Path) -> Callable[[], None]:
+    def run() -> None:
+        result = pipeline.process_file(src, dst)
+        if not result.ok:
+            raise SystemExit(f"pipeline failed: {result.error}")
+
+    return run
+
+
+def pillow_resize_run(src: Path, dst: Path, scale: int) -> Callable[[], None]:
+    def run() -> None:
+        with Image.open(src) as img:
+            rgb = ImageOps.exif_transpose(img).convert("RGB")
+        rgb.resize((rgb.width * scale, rgb.height * scale), Image.Resampling.BICUBIC).save(
+            dst, quality=QUALITY
+        )
+
+    return run
+
+
+def measure(plugin: Plugin, tmp: Path, threads: int, repeats: int) -> dict[str, object]:
+    m = plugin.manifest
+    size, target = TARGETS.get((m.task, m.model.scale), (ONE_MP, None))
+    src = tmp / f"photo-{size[0]}x{size[1]}.jpg"
+    if not src.exists():
+        make_photo(src, size)
+    pipeline = pipeline_for(plugin, threads=threads)
+    pipeline_run(pipeline, make_photo(tmp / "warmup.jpg", (64, 48)), tmp / "warmup-out.jpg")()
+    seconds = median_seconds(pipeline_run(pipeline, src, tmp / "out.jpg"), repeats)
+    if m.task == "upscale":
+        baseline = "Pillow bicubic"
+        base_run = pillow_resize_run(src, tmp / "base.jpg", m.model.scale)
+    else:
+        baseline = "photosr normalize"
+        normalize = Pipeline(ProcessOptions(tasks=("normalize",)), registry=PluginRegistry())
+        base_run = pipeline_run(normalize, src, tmp / "base.jpg")
+    base_seconds = median_seconds(base_run, repeats)
+    metrics = m.metrics
+    out_mp = size[0] * size[1] * m.model.scale**2 / 1e6
+    return {
+        "plugin": m.name,
+        "photo": f"{size[0]}x{size[1]} -> {out_mp:g} MP",
+        "seconds": seconds,
+        "target": target,
+        "baseline": baseline,
+        "base_seconds": base_seconds,
+        "params": metrics.get("parameters"),
+        "gflops": metrics.get("gflops_per_input_mp"),
+    }
+
+
+def format_table(rows: Sequence[dict[str, object]], repeats: int) -> str:
+    lines = [
+        f"| plugin | photo | s/photo (median of {repeats}) | target | met | baseline | baseline s | ratio "
+        "| params | GFLOPs/MP |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        target, params, gflops = r["target"], r["params"], r["gflops"]
+        met = "-" if target is None else ("yes" if r["seconds"] <= target else "NO")
+        cells = [
+            r["plugin"],
+            r["photo"],
+            f"{r['seconds']:.2f}",
+            "-" if target is None else f"<= {target:g}",
+            met,
+            r["baseline"],
+            f"{r['base_seconds']:.2f}",
+            f"{r['seconds'] / r['base_seconds']:.1f}x",
+            "-" if params is None else f"{params:,}",
+            "-" if gflops is None else f"{gflops:g}",
+        ]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per plugin (median reported)")
+    parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (0 = all cores)")
+    parser.add_argument("--plugin", action="append", default=[], help="extra plugin folder (repeatable)")
+    parser.add_argument("--only", action="append", default=[], help="only this plugin (repeatable)")
+    args = parser.parse_args(argv)
+
+    import onnxruntime
+
+    plugins = find_plugins(args.plugin, args.only)
+    print(
+        f"# Speed: end to end per photo (load, process, save JPEG q{QUALITY}), {args.threads} thread(s), "
+        f"onnxruntime {onnxruntime.__version__}, {os.cpu_count()} CPUs, "
+        f"load average {os.getloadavg()[0]:.1f} at start\n"
+    )
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="photosr-speed-") as tmp:
+        for plugin in plugins:
+            print(f"timing {plugin.name} ...", file=sys.stderr, flush=True)
+            rows.append(measure(plugin, Path(tmp), args.threads, args.repeats))
+    print(format_table(rows, args.repeats))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

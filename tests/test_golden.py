@@ -1,0 +1,132 @@
+"""Golden images: every bundled plugin, run through the public API on a small fixed photo, must give back
+tests/golden/<plugin>.png within tolerances.
+
+The input is a 96x72 crop (monument, trees, sky) of photosr/examples/washington-monument.jpg, upright.
+Upscale plugins get it as it is; restore (and other 1x) plugins get it damaged the way
+benchmarks/quality.py damages photos: Gaussian noise sigma 10 from a fixed seed, then JPEG quality 30.
+
+Tolerances, in 8-bit levels: max |diff| <= 3 and mean |diff| <= 0.1. ONNX Runtime thread counts gave
+bit-identical outputs when these were set (1, 2, all threads); other CPU kernels may flip the rounding
+of a few pixels by a level. What fails, measured on the x2 and x4 upscalers: every weight scaled by
+1 + 3% noise (max 4-7, mean 0.14-0.19), tiles of 24 px with 4 px overlap (max 7-12), the output shifted
+one pixel, a retrained or swapped model; `test_golden_is_not_the_baseline` checks that plain bicubic /
+the untouched input fails too.
+
+Bundled plugins are discovered, so a newly bundled plugin without a golden image fails. After training
+or re-exporting a plugin, regenerate the images, look at them, and commit them with the plugin:
+
+    PHOTOSR_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_golden.py
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+import photosr
+from photosr.plugins import Plugin, PluginRegistry, bundled_plugin_dir
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+UPDATE = os.environ.get("PHOTOSR_UPDATE_GOLDEN") == "1"
+CROP = (330, 200, 426, 272)  # left, top, right, bottom of the upright 640x481 example: 96x72
+MAX_DIFF = 3  # levels, any pixel
+MEAN_DIFF = 0.1  # levels, mean over pixels and channels
+HOW_TO_UPDATE = "PHOTOSR_UPDATE_GOLDEN=1 .venv/bin/pytest tests/test_golden.py"
+
+
+def _bundled_registry() -> PluginRegistry:
+    registry = PluginRegistry()
+    folder = bundled_plugin_dir()
+    if folder is not None:
+        registry.discover(folder, "bundled")
+    return registry
+
+
+BUNDLED = _bundled_registry()
+
+
+def _source() -> Image.Image:
+    with Image.open(photosr.example_photo()) as img:
+        return ImageOps.exif_transpose(img).convert("RGB").crop(CROP)
+
+
+def _damaged(image: Image.Image) -> Image.Image:
+    rng = np.random.default_rng(0)
+    noisy = np.asarray(image, dtype=np.float64) + rng.normal(0.0, 10.0, (image.height, image.width, 3))
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(np.rint(noisy), 0, 255).astype(np.uint8)).save(buffer, "JPEG", quality=30)
+    with Image.open(buffer) as jpeg:
+        return jpeg.convert("RGB")
+
+
+def golden_input(plugin: Plugin) -> Image.Image:
+    """The photo `plugin` is tested on: the crop, damaged unless the plugin upscales."""
+    source = _source()
+    return source if plugin.manifest.task == "upscale" else _damaged(source)
+
+
+def run_plugin(plugin: Plugin, image: Image.Image, *, threads: int = 1) -> np.ndarray:
+    """The plugin on `image` through photosr.process, as uint8 RGB."""
+    out = photosr.process(
+        image, tasks=[plugin.manifest.task], plugins=[str(plugin.folder)], device="cpu", threads=threads
+    )
+    return np.asarray(out.convert("RGB"))
+
+
+def baseline(plugin: Plugin, image: Image.Image) -> np.ndarray:
+    """What a photo editor would give without the model: bicubic upscale, or the input untouched."""
+    s = plugin.manifest.model.scale
+    return np.asarray(image.resize((image.width * s, image.height * s), Image.Resampling.BICUBIC))
+
+
+def difference(out: np.ndarray, golden: np.ndarray) -> tuple[int, float]:
+    """(max, mean) absolute difference in levels; shapes must match."""
+    assert out.shape == golden.shape, f"output {out.shape} but golden image {golden.shape}"
+    diff = np.abs(out.astype(np.int16) - golden.astype(np.int16))
+    return int(diff.max()), float(diff.mean())
+
+
+def golden_path(plugin: Plugin) -> Path:
+    return GOLDEN / f"{plugin.name}.png"
+
+
+def load_golden(plugin: Plugin) -> np.ndarray:
+    path = golden_path(plugin)
+    if not path.is_file():
+        pytest.fail(
+            f"bundled plugin {plugin.name!r} has no golden image {path}; create it with "
+            f"`{HOW_TO_UPDATE}`, look at it, and commit it"
+        )
+    with Image.open(path) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def test_bundled_plugins_load() -> None:
+    assert not BUNDLED.broken, BUNDLED.broken
+
+
+@pytest.mark.parametrize("plugin", list(BUNDLED), ids=lambda p: p.name)
+def test_golden(plugin: Plugin) -> None:
+    out = run_plugin(plugin, golden_input(plugin))
+    if UPDATE:
+        GOLDEN.mkdir(exist_ok=True)
+        Image.fromarray(out).save(golden_path(plugin), optimize=True)
+        pytest.skip(f"wrote {golden_path(plugin)}")
+    worst, mean = difference(out, load_golden(plugin))
+    assert worst <= MAX_DIFF and mean <= MEAN_DIFF, (
+        f"{plugin.name} moved from its golden image: max |diff| {worst} (<= {MAX_DIFF} allowed), "
+        f"mean {mean:.3f} (<= {MEAN_DIFF}). If the model changed on purpose: `{HOW_TO_UPDATE}`"
+    )
+
+
+@pytest.mark.parametrize("plugin", list(BUNDLED), ids=lambda p: p.name)
+def test_golden_is_not_the_baseline(plugin: Plugin) -> None:
+    """The tolerances must tell the model from no model: a broken export or swapped model would pass."""
+    golden = load_golden(plugin)
+    worst, mean = difference(baseline(plugin, golden_input(plugin)), golden)
+    assert worst > MAX_DIFF or mean > MEAN_DIFF, (worst, mean)

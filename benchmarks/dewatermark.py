@@ -1,0 +1,242 @@
+"""Dewatermark quality on held-out watermarks: PSNR inside and outside the true overlay mask.
+
+    .venv/bin/python benchmarks/dewatermark.py [--limit 10] [--plugin DIR ...] [--threads 1] [--sheet out.png]
+
+Each validation photo gets overlays from the `dewatermark-heldout` recipe (fonts and words no dewatermark
+model trains on, training/degrade/splits.py; the same layouts, opacities and JPEG as the training recipe),
+drawn with a fixed seed per photo, which also returns the true overlay alpha. Methods:
+
+  input             the watermarked photo itself
+  telea / ns        OpenCV inpainting (cv2.inpaint, radius 3) given the TRUE mask: an oracle a blind model
+                    does not have; it changes nothing outside the mask by construction
+  <plugin>          every bundled dewatermark plugin and each --plugin DIR, run through photosr's
+                    Pipeline.process_file with --save-mask, as `photosr run --save-mask` does
+  <plugin> in-mask  the same output kept only where the plugin's own mask says it changed something
+                    (the input elsewhere): what a task that trusts its mask would give
+
+Regions: "inside" = true alpha > 0.01 (antialiased edges included); "outside" = pixels more than 8 px (one
+JPEG block: the ringing the overlay itself left in the input) from any inside pixel. PSNR is on 8-bit RGB
+per photo, capped at 60 dB (an untouched region is infinite), then averaged. Targets (issue 6): inside at
+least +6 dB over the input; outside >= 38 dB against the input (the photo stays untouched). Mask IoU is the
+plugin's --save-mask mask against the true inside mask.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+DATA = Path("/work/shared/data/val/sunhays80")
+RECIPE = "dewatermark-heldout"
+INSIDE_ALPHA = 0.01
+GUARD = 8  # px between the mask and the "outside" region
+CAP_DB = 60.0  # above ~50 dB a difference is invisible; caps keep untouched regions from dominating means
+TARGET_GAIN, TARGET_OUTSIDE = 6.0, 38.0
+
+
+@dataclass
+class Case:
+    """One watermarked photo: clean truth, damaged input, true alpha, what the overlay was."""
+
+    name: str
+    truth: np.ndarray
+    damaged: np.ndarray
+    alpha: np.ndarray
+    layout: str
+
+    @property
+    def inside(self) -> np.ndarray:
+        return self.alpha > INSIDE_ALPHA
+
+    @property
+    def outside(self) -> np.ndarray:
+        kernel = np.ones((2 * GUARD + 1, 2 * GUARD + 1), np.uint8)
+        return cv2.dilate(self.inside.astype(np.uint8), kernel) == 0
+
+
+@dataclass
+class Row:
+    """Per-photo figures of one method."""
+
+    inside: list[float] = field(default_factory=list)
+    gain: list[float] = field(default_factory=list)
+    outside: list[float] = field(default_factory=list)
+    outside_truth: list[float] = field(default_factory=list)
+    iou: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    by_layout: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+
+
+def region_psnr(a: np.ndarray, b: np.ndarray, region: np.ndarray) -> float:
+    """PSNR (dB) of two uint8 RGB images over the pixels of `region`, capped at CAP_DB."""
+    if not region.any():
+        return float("nan")
+    diff = a[region].astype(np.float64) - b[region].astype(np.float64)
+    mse = float(np.mean(diff**2))
+    return CAP_DB if mse == 0 else min(CAP_DB, 10.0 * np.log10(255.0**2 / mse))
+
+
+def make_cases(data: Path, limit: int, seed: int) -> list[Case]:
+    """The held-out watermarked photos, one fixed draw per photo (seed + index)."""
+    from photosr.training.data import find_images, load_rgb_uint8
+    from photosr.training.degrade import load_crappifier
+
+    crappifier = load_crappifier(RECIPE, task="dewatermark")
+    cases = []
+    for i, path in enumerate(find_images([data])[: limit or None]):
+        truth = load_rgb_uint8(path)
+        params = crappifier.sample(np.random.default_rng(seed + i))
+        damaged, alpha = crappifier.apply_with_mask(Image.fromarray(truth), params)
+        layout = params["steps"][0]["layout"]
+        cases.append(Case(path.stem, truth, np.asarray(damaged), alpha, layout))
+    return cases
+
+
+def inpaint(case: Case, method: int) -> np.ndarray:
+    # The mask is widened by a pixel so inpainting also replaces the faintest antialiased edge.
+    mask = cv2.dilate((case.alpha > 0).astype(np.uint8) * 255, np.ones((3, 3), np.uint8))
+    bgr = cv2.cvtColor(case.damaged, cv2.COLOR_RGB2BGR)
+    return cv2.cvtColor(cv2.inpaint(bgr, mask, 3, method), cv2.COLOR_BGR2RGB)
+
+
+def score(row: Row, case: Case, out: np.ndarray) -> None:
+    baseline = region_psnr(case.damaged, case.truth, case.inside)
+    inside = region_psnr(out, case.truth, case.inside)
+    row.inside.append(inside)
+    row.gain.append(inside - baseline)
+    row.outside.append(region_psnr(out, case.damaged, case.outside))
+    row.outside_truth.append(region_psnr(out, case.truth, case.outside))
+    row.by_layout[case.layout].append(inside - baseline)
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 1.0
+
+
+def dewatermark_plugins(extra: list[str]) -> list:
+    """Bundled (and installed) dewatermark plugins, then the --plugin folders."""
+    from photosr.plugins import Plugin, default_registry
+
+    found = [p for p in default_registry() if p.manifest.task == "dewatermark"]
+    return found + [Plugin(Path(folder)) for folder in extra]
+
+
+def run_plugin(plugin, cases: list[Case], rows: dict[str, Row], threads: int, work: Path) -> list[np.ndarray]:
+    """Each case through photosr's pipeline (PNG in, PNG + mask out); returns the outputs."""
+    from photosr.pipeline import Pipeline, ProcessOptions, mask_path
+
+    options = ProcessOptions(
+        tasks=("dewatermark",), plugins=(str(plugin.folder),), save_mask=True, device="cpu", threads=threads
+    )
+    pipeline = Pipeline(options)
+    name = plugin.manifest.name
+    row, kept = rows[name], rows[f"{name} in-mask"]
+    outputs = []
+    for case in cases:
+        src, dst = work / f"{case.name}.png", work / f"{case.name}-{name}.png"
+        Image.fromarray(case.damaged).save(src)
+        result = pipeline.process_file(src, dst)
+        if not result.ok:
+            raise SystemExit(result.error)
+        out = np.asarray(Image.open(dst).convert("RGB"))
+        mask = np.asarray(Image.open(mask_path(dst))) > 127
+        score(row, case, out)
+        row.iou.append(iou(mask, case.inside))
+        row.seconds.append(result.seconds)
+        score(kept, case, np.where(mask[..., None], out, case.damaged))
+        outputs.append(out)
+    return outputs
+
+
+def fmt(values: list[float], spec: str = ".2f") -> str:
+    values = [v for v in values if not np.isnan(v)]
+    return format(float(np.mean(values)), spec) if values else "-"
+
+
+def report(rows: dict[str, Row], cases: list[Case]) -> str:
+    inside = np.mean([c.inside.mean() for c in cases])
+    outside = np.mean([c.outside.mean() for c in cases])
+    layouts = sorted({c.layout for c in cases})
+    counts = ", ".join(f"{sum(c.layout == lay for c in cases)} {lay}" for lay in layouts)
+    lines = [
+        f"{len(cases)} photos ({counts}), recipe `{RECIPE}`; inside = {100 * inside:.1f}% of pixels,"
+        f" outside (> {GUARD} px away) = {100 * outside:.1f}%. PSNR on 8-bit RGB, capped at {CAP_DB:.0f} dB.",
+        "",
+        f"| method | PSNR inside (dB) | gain inside (dB, target >= +{TARGET_GAIN:.0f}) |"
+        f" PSNR outside vs input (dB, target >= {TARGET_OUTSIDE:.0f}) | PSNR outside vs truth (dB) |"
+        " mask IoU | s/photo |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, row in rows.items():
+        gain = fmt(row.gain, "+.2f") if name != "input" else "-"
+        lines.append(
+            f"| {name} | {fmt(row.inside)} | {gain} | {fmt(row.outside)} | {fmt(row.outside_truth)} |"
+            f" {fmt(row.iou, '.3f')} | {fmt(row.seconds)} |"
+        )
+    lines += ["", "Gain inside by layout (dB):", "", "| method | " + " | ".join(layouts) + " |"]
+    lines.append("|---|" + "---|" * len(layouts))
+    for name, row in rows.items():
+        if name != "input":
+            cells = " | ".join(fmt(row.by_layout.get(lay, []), "+.2f") for lay in layouts)
+            lines.append(f"| {name} | {cells} |")
+    return "\n".join(lines)
+
+
+def crop_around(image: np.ndarray, case: Case, side: int = 256) -> np.ndarray:
+    ys, xs = np.nonzero(case.inside)
+    h, w = case.alpha.shape
+    side = min(side, h, w)
+    cy, cx = (int(ys.mean()), int(xs.mean())) if len(ys) else (h // 2, w // 2)
+    top = min(max(cy - side // 2, 0), h - side)
+    left = min(max(cx - side // 2, 0), w - side)
+    return image[top : top + side, left : left + side]
+
+
+def save_sheet(path: Path, cases: list[Case], columns: dict[str, list[np.ndarray]]) -> None:
+    from photosr.training.reports import sample_sheet
+
+    rows = [[crop_around(out[i], case) for out in columns.values()] for i, case in enumerate(cases[:4])]
+    sample_sheet(rows, list(columns)).save(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--limit", type=int, default=0, help="only the first N photos (0 = all)")
+    parser.add_argument("--plugin", action="append", default=[], help="a plugin folder to score too")
+    parser.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sheet", type=Path, help="write crops of the first 4 photos, every method, here")
+    args = parser.parse_args()
+
+    cv2.setNumThreads(args.threads)
+    cases = make_cases(args.data, args.limit, args.seed)
+    rows: dict[str, Row] = defaultdict(Row)
+    columns: dict[str, list[np.ndarray]] = {"input": [c.damaged for c in cases]}
+    for case in cases:
+        score(rows["input"], case, case.damaged)
+    for label, method in (("telea (true mask)", cv2.INPAINT_TELEA), ("ns (true mask)", cv2.INPAINT_NS)):
+        columns[label] = [inpaint(case, method) for case in cases]
+        for case, out in zip(cases, columns[label], strict=True):
+            score(rows[label], case, out)
+    with tempfile.TemporaryDirectory() as work:
+        for plugin in dewatermark_plugins(args.plugin):
+            columns[plugin.manifest.name] = run_plugin(plugin, cases, rows, args.threads, Path(work))
+    columns["truth"] = [c.truth for c in cases]
+    print(report(dict(rows), cases))
+    if args.sheet:
+        save_sheet(args.sheet, cases, columns)
+        print(f"\nsheet: {args.sheet}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""benchmarks/colorize.py and benchmarks/dewatermark.py: their measures, and one pass through the pipeline
+with the tiny test plugins (conftest's colorize-sepia and dewatermark-flat)."""
+
+from __future__ import annotations
+
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+pytest.importorskip("cv2")
+pytest.importorskip("photosr.training.degrade")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import colorize as bench_colorize  # noqa: E402
+import dewatermark as bench_dewatermark  # noqa: E402
+
+
+def _photo(h: int = 72, w: int = 96, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    rgb = np.stack([xx * 2.5, yy * 3.0, 255 - xx * 2.0], axis=2) + rng.normal(0, 6, (h, w, 3))
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+def _sepia(rgb: np.ndarray) -> np.ndarray:
+    grey = bench_colorize.luma(rgb)[..., None]
+    return np.clip(grey * np.array([1.07, 0.95, 0.74]), 0, 255).astype(np.uint8)
+
+
+def test_colourfulness_is_zero_for_grey_and_grows_with_saturation():
+    photo = _photo()
+    grey = np.repeat(bench_colorize.grey_of(photo)[..., None], 3, axis=2)
+    assert bench_colorize.colourfulness(grey) == pytest.approx(0.0, abs=1.0)  # rounding leaves ~0
+    faded = (photo * 0.5 + grey * 0.5).astype(np.uint8)
+    assert bench_colorize.colourfulness(photo) > bench_colorize.colourfulness(faded) > 5.0
+
+
+def test_lab_of_white_grey_and_red():
+    lab = bench_colorize.lab(np.array([[[255, 255, 255], [128, 128, 128], [255, 0, 0]]], np.uint8))[0]
+    assert lab[0] == pytest.approx([100.0, 0.0, 0.0], abs=0.2)
+    assert abs(lab[1, 1]) < 0.2 and abs(lab[1, 2]) < 0.2
+    assert lab[2] == pytest.approx([53.2, 80.1, 67.2], abs=0.5)  # the textbook sRGB red
+
+
+def test_hue_figures_see_a_sepia_cast():
+    photo = _photo()
+    same = bench_colorize.hue_figures(photo, photo)
+    assert same[0] == pytest.approx(0.0, abs=1e-6) and same[1] == pytest.approx(1.0)
+    diff, covered, band_out, band_truth = bench_colorize.hue_figures(_sepia(photo), photo)
+    assert band_out > 0.9 > band_truth and diff > 20 and covered > 0.5
+
+
+def test_colorize_pipeline_keeps_luminance(plugin_root, tmp_path):
+    from photosr.plugins import Plugin
+
+    photo = _photo()
+    grey = bench_colorize.grey_of(photo)
+    plugin = Plugin(plugin_root / "colorize-sepia")
+    outs, seconds = bench_colorize.run_pipeline(plugin, 24, [Image.fromarray(grey)], 1, tmp_path)
+    scores = bench_colorize.Scores()
+    bench_colorize.score_grey(scores, outs, [photo])
+    assert outs[0].shape == photo.shape and len(seconds) == 1
+    assert scores.luma_psnr[0] >= 35.0 and scores.colourful[0] > 1.0
+
+
+def test_sepia_scans_are_seeded_and_keep_the_size():
+    photos = [_photo(seed=1), _photo(seed=2)]
+    a, b = bench_colorize.sepia_scans(photos, 0), bench_colorize.sepia_scans(photos, 0)
+    assert all(x.shape == p.shape and np.array_equal(x, y) for x, y, p in zip(a, b, photos, strict=True))
+
+
+def test_region_psnr_caps_and_ignores_empty_regions():
+    a = _photo()
+    region = np.zeros(a.shape[:2], bool)
+    assert np.isnan(bench_dewatermark.region_psnr(a, a, region))
+    region[10:20, 10:20] = True
+    assert bench_dewatermark.region_psnr(a, a, region) == bench_dewatermark.CAP_DB
+    b = a.copy()
+    b[0, 0] = 0  # outside the region: no effect
+    assert bench_dewatermark.region_psnr(a, b, region) == bench_dewatermark.CAP_DB
+
+
+def test_cases_are_reproducible_and_marked_where_drawn(tmp_path):
+    for i in range(2):
+        Image.fromarray(_photo(96, 128, seed=i)).save(tmp_path / f"p{i}.png")
+    cases = bench_dewatermark.make_cases(tmp_path, 0, seed=3)
+    again = bench_dewatermark.make_cases(tmp_path, 0, seed=3)
+    for case, twin in zip(cases, again, strict=True):
+        assert np.array_equal(case.damaged, twin.damaged) and case.damaged.shape == case.truth.shape
+        assert case.inside.any() and not (case.inside & case.outside).any()
+        assert case.layout in ("single", "tiled")
+        # Inside the mask the overlay changed the photo far more than JPEG alone changes it outside.
+        inside = bench_dewatermark.region_psnr(case.damaged, case.truth, case.inside)
+        outside = bench_dewatermark.region_psnr(case.damaged, case.truth, case.outside)
+        assert inside < outside
+
+
+def test_oracle_and_plugin_rows(plugin_root, tmp_path):
+    from photosr.plugins import Plugin
+
+    for i in range(2):
+        Image.fromarray(_photo(96, 128, seed=i)).save(tmp_path / f"p{i}.png")
+    cases = bench_dewatermark.make_cases(tmp_path, 0, seed=0)
+    rows = defaultdict(bench_dewatermark.Row)
+    for case in cases:
+        bench_dewatermark.score(rows["telea"], case, bench_dewatermark.inpaint(case, 1))
+    assert all(v == bench_dewatermark.CAP_DB for v in rows["telea"].outside)  # oracle: untouched outside
+    work = tmp_path / "work"
+    work.mkdir()
+    plugin = Plugin(plugin_root / "dewatermark-flat")
+    outs = bench_dewatermark.run_plugin(plugin, cases, rows, 1, work)
+    name = plugin.manifest.name
+    assert [o.shape for o in outs] == [c.truth.shape for c in cases]
+    assert len(rows[name].iou) == len(cases) and all(0.0 <= v <= 1.0 for v in rows[name].iou)
+    # Keeping the plugin's output only inside its own mask can only leave more of the photo untouched.
+    assert np.mean(rows[f"{name} in-mask"].outside) >= np.mean(rows[name].outside)
+    table = bench_dewatermark.report(dict(rows), cases)
+    assert "| telea |" in table and f"| {name} in-mask |" in table

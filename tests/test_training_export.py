@@ -81,6 +81,16 @@ def test_export_plugin_writes_a_folder_the_runtime_loads(tmp_path: Path) -> None
     assert again["step"] == 7 and "optimizer" not in again
 
 
+def test_colorize_plugins_render_at_a_fixed_size(tmp_path: Path) -> None:
+    from photosr.training.export import COLORIZE_RENDER_SIZE
+
+    cfg = TrainConfig(task="colorize", data=(str(tmp_path),), arch="resunet", model=TINY["resunet"])
+    model = build_model("resunet", scale=1, **TINY["resunet"])
+    ckpt = save_checkpoint(tmp_path / "c.pt", cfg=cfg, arch="resunet", model=model, step=1)
+    export_plugin(ckpt, tmp_path / "plugin")
+    assert load_manifest(tmp_path / "plugin").model.render_size == COLORIZE_RENDER_SIZE > 0
+
+
 def test_gflops_counts_convolutions() -> None:
     model = build_model("plain", scale=2, channels=8, convs=0)
     # head 3->8 and tail 8->12, 3x3 each, at every input pixel

@@ -29,6 +29,10 @@ from .models import count_parameters
 OPSET = 17
 PARITY_TOLERANCE = 1e-3  # max abs difference on 0..1 outputs; fp32 kernels differ by ~1e-6 in practice
 MANIFEST = "photosr.toml"
+# Longest side a colorize model sees unless the user gives --render-size: DeOldify's default render
+# factor 35 is 560 px. Colour needs the whole scene at the scale of the training crops, and at this size
+# the model's cost on any photo is a fixed ~0.2 MP.
+COLORIZE_RENDER_SIZE = 512
 
 
 def export_onnx(model: nn.Module, path: Path, *, opset: int = OPSET) -> Path:
@@ -226,7 +230,7 @@ def export_plugin(
             "size_multiple": int(getattr(model, "size_multiple", 1)),
             "tile": 0,
             "tile_overlap": 16,
-            "render_size": 0,
+            "render_size": COLORIZE_RENDER_SIZE if cfg.task == "colorize" else 0,
         },
         "training": provenance(payload, cfg),
         "metrics": {
@@ -378,6 +382,7 @@ def copy_checkpoint(src: Path, dst: Path) -> Path:
 
 
 __all__ = [
+    "COLORIZE_RENDER_SIZE",
     "MANIFEST",
     "OPSET",
     "PARITY_TOLERANCE",

@@ -145,6 +145,32 @@ def test_colorize_of_colour_photo_keeps_its_luminance() -> None:
     np.testing.assert_allclose(luminance(out.rgb), luminance(photo.rgb), atol=2e-6)
 
 
+def _merge_chroma_reference(y: np.ndarray, cb: np.ndarray, cr: np.ndarray) -> np.ndarray:
+    """The chroma merge written the plain way: full-size YCbCr -> RGB offsets, one scale per pixel."""
+    from photosr.colour import ycbcr_to_rgb
+
+    k = np.float32(0.25)  # a quarter of the chroma around mid grey never clips in ycbcr_to_rgb
+    small = np.stack([np.full_like(cb, 0.5), 0.5 + k * (cb - 0.5), 0.5 + k * (cr - 0.5)], axis=2)
+    offset = (ycbcr_to_rgb(small.astype(np.float32)) - 0.5) / k
+    yc = y[..., None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        room = np.where(offset > 0, (1.0 - yc) / offset, np.where(offset < 0, -yc / offset, np.inf))
+    scale = np.clip(room.min(axis=2), 0.0, 1.0)
+    return np.clip(yc + offset * scale[..., None], 0.0, 1.0)
+
+
+def test_chroma_merge_matches_the_plain_formula() -> None:
+    from photosr.tasks import _merge_chroma
+
+    rng = np.random.default_rng(0)
+    y, cb, cr = (rng.random((30, 40), dtype=np.float32) for _ in range(3))
+    y[0, :4], cb[0, :4], cr[0, :4] = [0.0, 1.0, 0.5, 0.3], [0.5, 0.5, 0.5, 1.0], [0.5, 0.0, 0.5, 0.0]
+    out = _merge_chroma(y, cb, cr)
+    assert out.dtype == np.float32 and out.shape == (30, 40, 3)
+    np.testing.assert_allclose(out, _merge_chroma_reference(y, cb, cr), atol=2e-6)
+    np.testing.assert_allclose(luminance(out), y, atol=2e-6)
+
+
 def test_dewatermark_mask_marks_changed_pixels() -> None:
     photo = _photo()
 

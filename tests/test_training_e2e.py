@@ -74,13 +74,15 @@ def test_custom_crappify_file_trains_and_plugin_runs(photo_dirs, tmp_path: Path)
     plugin, run_dir = tmp_path / "plugin", tmp_path / "run"
     out = _run_cli(
         ["train", "--task", "restore", "--data", str(train_dir), "--val", str(val_dir), "--crappify",
-         f"{script}:darken", "--arch", "resunet", "--set", TINY_UNET, "--steps", "40", "--set", "log_every=5",
-         "--run-dir", str(run_dir), "--out", str(plugin), *COMMON]
+         f"{script}:darken", "--val-recipe", "noise10-jpeg30", "--arch", "resunet", "--set", TINY_UNET,
+         "--steps", "40", "--set", "log_every=5", "--run-dir", str(run_dir), "--out", str(plugin), *COMMON]
     )  # fmt: skip
     assert "identity" in out and "restore" in out  # the scores table
+    assert "damage `noise10-jpeg30`" in out  # scored on the fixed benchmark damage, not the training one
     _loss_went_down(run_dir)
     manifest = (plugin / "photosr.toml").read_text()
     assert "darken" in manifest and "source_sha256" in manifest and "command" in manifest
+    assert 'recipe = "noise10-jpeg30"' in manifest
     assert (plugin / "README.md").is_file() and (plugin / "sheet.png").is_file()
 
     # The plugin through the real runtime CLI equals the PyTorch model on the same photo.

@@ -25,6 +25,7 @@ _OVERRIDES = {
     "data": "data",
     "val": "val",
     "recipe": "recipe",
+    "val_recipe": "val_recipe",
     "arch": "arch",
     "steps": "steps",
     "minutes": "minutes",
@@ -118,6 +119,9 @@ class _Progress:
 @click.option("--data", multiple=True, help="Folder of training photos (repeatable).")
 @click.option("--val", help="Held-out folder for validation and the final scores.")
 @click.option("--recipe", help="Crappification: preset name or TOML recipe.")
+@click.option(
+    "--val-recipe", help="Damage of the --val photos, e.g. a fixed benchmark recipe (default: --recipe)."
+)
 @click.option("--crappify", help="Custom crappification: path/to/file.py:func or module:func.")
 @click.option("--arch", help="plain | resunet | effunet (default: by task).")
 @click.option("--steps", type=int, help="Budget in optimizer steps.")
@@ -167,7 +171,9 @@ def train(ctx: click.Context, config_file, resume, run_dir, out, eval_limit, **_
         from .checkpoint import load_checkpoint
 
         payload = load_checkpoint(result.checkpoint) | {"command": _command_line(ctx)}
-        _manifest, table = publish_plugin(payload, out, val=cfg.val, limit=eval_limit, threads=cfg.threads)
+        _manifest, table = publish_plugin(
+            payload, out, val=cfg.val, recipe=cfg.val_recipe, limit=eval_limit, threads=cfg.threads
+        )
         ddp.shutdown()
     except PhotosrError as err:
         raise click.ClickException(str(err)) from err
@@ -188,6 +194,7 @@ def train(ctx: click.Context, config_file, resume, run_dir, out, eval_limit, **_
     help="Score and draw a sheet on this folder.",
 )
 @click.option("--eval-limit", type=int, default=0, help="Only this many validation photos (0 = all).")
+@click.option("--recipe", help="Damage of the --val photos (default: the run's val_recipe, else its recipe).")
 @click.option("--name", help="Plugin name (default: from the training config).")
 @click.option("--version", "version", default="0.1.0", show_default=True)
 @click.option("--description", default="")
@@ -198,6 +205,7 @@ def export(
     out: Path,
     val: Path | None,
     eval_limit: int,
+    recipe: str | None,
     name,
     version,
     description,
@@ -209,7 +217,7 @@ def export(
 
     try:
         manifest, table = publish_plugin(
-            checkpoint, out, val=val, limit=eval_limit, threads=threads, timing=timing,
+            checkpoint, out, val=val, recipe=recipe, limit=eval_limit, threads=threads, timing=timing,
             name=name, version=version, description=description,
         )  # fmt: skip
     except PhotosrError as err:

@@ -35,6 +35,7 @@ class TrainConfig:
     data: tuple[str, ...] = ()  # folders (or files) of training photos, searched recursively
     val: str | None = None  # held-out folder; None = no validation
     recipe: str | None = None  # crappification: preset, TOML recipe or file.py:func / module:func
+    val_recipe: str | None = None  # damage of the validation photos and the plugin's scores; None = recipe
     arch: str = "auto"  # auto | plain | resunet | effunet
     model: dict[str, Any] = field(default_factory=dict)  # keyword hyperparameters of the architecture
     loss: dict[str, Any] = field(default_factory=dict)  # fields of training.losses.LossConfig

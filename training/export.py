@@ -356,14 +356,18 @@ def publish_plugin(
     scale = manifest["model"]["scale"]
     table_md = ""
     if val:
+        cfg = checkpoint_config(payload)
+        recipe = recipe or cfg.val_recipe or cfg.recipe
         table = evaluate_plugin(out, val, recipe=recipe, limit=limit, threads=threads)
         border = f"border {scale} px cropped" if scale > 1 else "no border crop"
+        damage = f"damage `{recipe}`" if recipe else "the task's damage"
         table_md = format_table(
-            table, title=f"{Path(val).name} ({limit or 'all'} photos), Y channel, {border}:\n"
+            table, title=f"{Path(val).name} ({limit or 'all'} photos), {damage}, Y channel, {border}:\n"
         )
-        manifest["metrics"]["validation"] = {"data": str(val), "images": limit or "all", **table}
-        cfg = checkpoint_config(payload)
-        crappifier = resolve_crappifier(recipe or cfg.recipe, task=cfg.task, scale=scale)
+        manifest["metrics"]["validation"] = {
+            "data": str(val), "images": limit or "all", "recipe": recipe or "(task preset)", **table
+        }  # fmt: skip
+        crappifier = resolve_crappifier(recipe, task=cfg.task, scale=scale)
         pairs = full_pairs(val, crappifier, scale=scale, limit=3)
         plugin_sheet(out, pairs, scale=scale).save(out / "sheet.png")
         write_manifest(out, manifest)

@@ -213,8 +213,13 @@ class Trainer:
         if not cfg.val or not self.dist.is_main:
             return
         images = load_images(find_images([cfg.val]), min_side=cfg.scale * 8)
+        damage = (
+            resolve_crappifier(cfg.val_recipe, task=cfg.task, scale=cfg.scale)
+            if cfg.val_recipe
+            else self.crappifier
+        )
         self.val_pairs = make_validation_pairs(
-            images, self.crappifier, scale=cfg.scale, crop=cfg.val_crop, count=cfg.val_crops
+            images, damage, scale=cfg.scale, crop=cfg.val_crop, count=cfg.val_crops
         )
 
     # ---- the loop ------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFilter
 
 from photosr.colour import linear_to_srgb, luminance, rgb_to_ycbcr, srgb_to_linear
 from photosr.errors import UsageError
@@ -211,10 +211,55 @@ class DewatermarkTask(Task):
 
     name: ClassVar[str] = "dewatermark"
     mask_threshold: float = 0.04  # ~10/255: above JPEG-noise-level changes
+    grow: int = 3  # px the found overlay is widened by (antialiased glyph edges) before feathering
+
+    def __post_init__(self) -> None:
+        if self.grow < 0:
+            raise UsageError(f"grow must be >= 0 px, got {self.grow}")
+
+    def transform(self, rgb: np.ndarray, runner: Runner) -> np.ndarray:
+        """The model's output where it found an overlay, the input pixels everywhere else.
+
+        The model also smooths JPEG noise all over the photo; a watermark remover must leave the rest of
+        the photo as it was. Pixels it changed by more than `mask_threshold`, and `grow` px around them,
+        take its output, feathered out to 3 * `grow` px; everywhere else keeps the input exactly.
+        """
+        out = runner(rgb)
+        weight = self._weight(np.abs(out - rgb).max(axis=2) > self.mask_threshold)
+        if weight is None:
+            return rgb.copy()
+        return rgb + weight[..., None] * (out - rgb)
+
+    def _weight(self, found: np.ndarray) -> np.ndarray | None:
+        """0..1 blend weight: 1 on `found` and up to `grow` px from it, 0 from 3 * `grow` px on."""
+        if not found.any():
+            return None
+        if self.grow == 0:
+            return found.astype(np.float32)
+        # Grown by 2 * grow, then a box blur of radius grow: exactly 1 up to `grow` px from the overlay.
+        grown = _dilate(found, 2 * self.grow)
+        mask = Image.fromarray(grown.astype(np.uint8) * 255, "L").filter(ImageFilter.BoxBlur(self.grow))
+        return np.asarray(mask, dtype=np.float32) / np.float32(255.0)
 
     def mask(self, before: Photo, after: Photo) -> np.ndarray:
         """HxW bool: pixels whose colour the model changed by more than `mask_threshold`."""
         return np.abs(after.rgb - before.rgb).max(axis=2) > self.mask_threshold
+
+
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """`mask` grown by a (2 * radius + 1)-px square, one axis at a time (0.17 s at 12 MP where Pillow's
+    MaxFilter took 3.1 s on the busy machine)."""
+    out = mask.copy()
+    for axis in (0, 1):
+        src = out.copy()
+        n = src.shape[axis]
+        for shift in range(1, min(radius, n - 1) + 1):
+            ahead = [slice(None)] * 2
+            behind = [slice(None)] * 2
+            ahead[axis], behind[axis] = slice(shift, None), slice(None, n - shift)
+            out[tuple(behind)] |= src[tuple(ahead)]
+            out[tuple(ahead)] |= src[tuple(behind)]
+    return out
 
 
 @dataclass(frozen=True)

@@ -244,3 +244,33 @@ def test_fill_on_tiny_photos_leaves_nothing_black() -> None:
     rgb[1, 2], alpha[1, 2] = (0.2, 0.9, 0.4), 0.5
     filled = fill_transparent(rgb, alpha)
     np.testing.assert_allclose(filled, np.broadcast_to(np.float32([0.2, 0.9, 0.4]), rgb.shape), atol=1e-6)
+
+
+def test_dewatermark_keeps_input_outside_what_the_model_removed() -> None:
+    rng = np.random.default_rng(3)
+    rgb = rng.uniform(0.2, 0.4, (64, 64, 3)).astype(np.float32)
+    stamp = np.zeros((64, 64), dtype=bool)
+    stamp[20:30, 10:50] = True
+
+    def model(x: np.ndarray) -> np.ndarray:
+        out = x - 0.01  # a faint change everywhere, as a model smoothing JPEG noise makes
+        out[stamp] = 0.9  # and the overlay it removed
+        return out
+
+    task = DewatermarkTask(grow=3)
+    out = task.transform(rgb, model)
+    near = np.zeros_like(stamp)
+    near[17:33, 7:53] = True  # within `grow` px of the stamp: the model's output in full
+    np.testing.assert_allclose(out[near], model(rgb)[near], atol=1e-6)
+    far = np.ones_like(stamp)
+    far[10:40, 0:60] = False  # 3 * grow px and more away: untouched
+    np.testing.assert_array_equal(out[far], rgb[far])
+    # In between, a feather: every value lies between the input and the model's output.
+    between = ~near & ~far
+    lo = np.minimum(rgb, model(rgb))[between] - 1e-6
+    hi = np.maximum(rgb, model(rgb))[between] + 1e-6
+    assert np.all((out[between] >= lo) & (out[between] <= hi))
+    # Nothing found: the input comes back unchanged.
+    np.testing.assert_array_equal(task.transform(rgb, lambda x: x - 0.01), rgb)
+    with pytest.raises(UsageError):
+        DewatermarkTask(grow=-1)

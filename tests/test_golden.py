@@ -2,8 +2,9 @@
 tests/golden/<plugin>.png within tolerances.
 
 The input is a 96x72 crop (monument, trees, sky) of photosr/examples/washington-monument.jpg, upright.
-Upscale plugins get it as it is; restore (and other 1x) plugins get it damaged the way
-benchmarks/quality.py damages photos: Gaussian noise sigma 10 from a fixed seed, then JPEG quality 30.
+Upscale plugins get it as it is; restore plugins get it damaged the way benchmarks/quality.py damages
+photos: Gaussian noise sigma 10 from a fixed seed, then JPEG quality 30. Colorize plugins get it grey,
+dewatermark plugins with a white logo drawn over it at opacity 0.6.
 
 Tolerances, in 8-bit levels: max |diff| <= 3 and mean |diff| <= 0.1. ONNX Runtime thread counts gave
 bit-identical outputs when these were set (1, 2, all threads); other CPU kernels may flip the rounding
@@ -26,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image, ImageDraw, ImageOps
 
 import photosr
 from photosr.plugins import Plugin, PluginRegistry, bundled_plugin_dir
@@ -64,10 +65,29 @@ def _damaged(image: Image.Image) -> Image.Image:
         return jpeg.convert("RGB")
 
 
+def _stamped(image: Image.Image) -> Image.Image:
+    """A white logo at opacity 0.6 (drawn lines and a ring: no font, so no Pillow-version differences)."""
+    layer = Image.new("L", image.size, 0)
+    draw = ImageDraw.Draw(layer)
+    draw.ellipse((20, 14, 56, 50), outline=255, width=4)
+    draw.line((14, 60, 82, 20), fill=255, width=4)
+    draw.line((50, 8, 90, 8), fill=255, width=3)
+    alpha = layer.point(lambda v: v * 6 // 10)
+    return Image.composite(Image.new("RGB", image.size, (255, 255, 255)), image, alpha)
+
+
 def golden_input(plugin: Plugin) -> Image.Image:
-    """The photo `plugin` is tested on: the crop, damaged unless the plugin upscales."""
+    """The photo `plugin` is tested on: the crop as it is (upscale), greyed (colorize), stamped with a
+    logo (dewatermark), or damaged with noise and JPEG (restore)."""
     source = _source()
-    return source if plugin.manifest.task == "upscale" else _damaged(source)
+    task = plugin.manifest.task
+    if task == "upscale":
+        return source
+    if task == "colorize":
+        return source.convert("L").convert("RGB")
+    if task == "dewatermark":
+        return _stamped(source)
+    return _damaged(source)
 
 
 def run_plugin(plugin: Plugin, image: Image.Image, *, threads: int = 1) -> np.ndarray:

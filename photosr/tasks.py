@@ -225,7 +225,7 @@ class DewatermarkTask(Task):
         take its output, feathered out to 3 * `grow` px; everywhere else keeps the input exactly.
         """
         out = runner(rgb)
-        weight = self._weight(np.abs(out - rgb).max(axis=2) > self.mask_threshold)
+        weight = self._weight(self._changed(rgb, out))
         if weight is None:
             return rgb.copy()
         return rgb + weight[..., None] * (out - rgb)
@@ -243,7 +243,12 @@ class DewatermarkTask(Task):
 
     def mask(self, before: Photo, after: Photo) -> np.ndarray:
         """HxW bool: pixels whose colour the model changed by more than `mask_threshold`."""
-        return np.abs(after.rgb - before.rgb).max(axis=2) > self.mask_threshold
+        return self._changed(before.rgb, after.rgb)
+
+    def _changed(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+        """HxW bool: any channel moved by more than `mask_threshold` (what transform keeps, what
+        --save-mask shows)."""
+        return np.abs(after - before).max(axis=2) > self.mask_threshold
 
 
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:

@@ -210,7 +210,8 @@ class DewatermarkTask(Task):
     """1x RGB -> RGB; `mask` reports where the model changed the photo (for --save-mask)."""
 
     name: ClassVar[str] = "dewatermark"
-    mask_threshold: float = 0.04  # ~10/255: above JPEG-noise-level changes
+    mask_threshold: float = 0.04  # ~10/255: above JPEG-noise-level changes (models without a mask head)
+    mask_level: float = 0.5  # mask-head models: the output mask above this is an overlay
     grow: int = 3  # px the found overlay is widened by (antialiased glyph edges) before feathering
 
     def __post_init__(self) -> None:
@@ -220,12 +221,19 @@ class DewatermarkTask(Task):
     def transform(self, rgb: np.ndarray, runner: Runner) -> np.ndarray:
         """The model's output where it found an overlay, the input pixels everywhere else.
 
-        The model also smooths JPEG noise all over the photo; a watermark remover must leave the rest of
-        the photo as it was. Pixels it changed by more than `mask_threshold`, and `grow` px around them,
-        take its output, feathered out to 3 * `grow` px; everywhere else keeps the input exactly.
+        A watermark remover must leave the rest of the photo as it was. Models with a mask head (a 4th
+        output channel: 0..1, where the model found an overlay) say where that is: pixels it marks above
+        `mask_level`. For plain RGB models it is the pixels they changed by more than `mask_threshold`
+        (they also smooth JPEG noise all over). Those pixels and `grow` px around them take the model's
+        output, feathered out to 3 * `grow` px; everywhere else keeps the input exactly.
         """
         out = runner(rgb)
-        weight = self._weight(self._changed(rgb, out))
+        if out.shape[2] == 4:
+            found = out[..., 3] > self.mask_level
+            out = out[..., :3]
+        else:
+            found = self._changed(rgb, out)
+        weight = self._weight(found)
         if weight is None:
             return rgb.copy()
         return rgb + weight[..., None] * (out - rgb)

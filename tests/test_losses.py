@@ -191,3 +191,28 @@ def test_loss_config_is_frozen_hashable_and_copies_layers():
     layers["x8"] = 1.0
     assert a.perceptual_layers == {"x4": 1.0}
     assert a == b and hash(a) == hash(b) and len({a, b, cfg}) == 2
+
+
+def test_mask_head_term_is_bce_on_the_overlay_alpha() -> None:
+    """4-channel predictions: pixel terms on RGB only, plus BCE of the mask vs alpha > mask_alpha."""
+    from photosr.training.losses import GeneratorLoss, LossConfig
+
+    loss = GeneratorLoss(LossConfig(pixel=1.0, mask=0.5))
+    target = torch.rand(2, 4, 8, 8)
+    target[:, 3] = 0.0
+    target[:, 3, :4] = 0.6
+    right = torch.cat([target[:, :3], (target[:, 3:] > 0.05).float()], dim=1)
+    total, parts = loss(right, target)
+    assert parts["pixel"] == 0 and parts["mask"] < 1e-4 and float(total) < 1e-4
+    wrong = right.clone()
+    wrong[:, 3] = 1 - wrong[:, 3]
+    total, parts = loss(wrong, target)
+    assert (
+        parts["pixel"] == 0
+        and parts["mask"] > 10
+        and float(total) == pytest.approx(0.5 * parts["mask"], rel=1e-4)
+    )
+    with pytest.raises(UsageError, match="4th channel"):
+        loss(right, target[:, :3])
+    with pytest.raises(UsageError, match="mask_alpha"):
+        LossConfig(mask_alpha=1.5)

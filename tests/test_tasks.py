@@ -274,3 +274,23 @@ def test_dewatermark_keeps_input_outside_what_the_model_removed() -> None:
     np.testing.assert_array_equal(task.transform(rgb, lambda x: x - 0.01), rgb)
     with pytest.raises(UsageError):
         DewatermarkTask(grow=-1)
+
+
+def test_dewatermark_mask_head_says_where_the_overlay_is() -> None:
+    """A 4-channel model (RGB + mask): its mask, not how much it changed, picks the pixels it replaces."""
+    rng = np.random.default_rng(4)
+    rgb = rng.uniform(0.2, 0.4, (64, 64, 3)).astype(np.float32)
+    stamp = np.zeros((64, 64), dtype=bool)
+    stamp[20:30, 10:50] = True
+
+    def model(x: np.ndarray) -> np.ndarray:
+        out = x - 0.2  # a large change everywhere, which the mask says to ignore
+        out[stamp] = 0.9
+        mask = np.where(stamp, 0.8, 0.3).astype(np.float32)  # above / below mask_level 0.5
+        return np.concatenate([out, mask[..., None]], axis=2)
+
+    out = DewatermarkTask(grow=0).transform(rgb, model)
+    assert out.shape == rgb.shape
+    np.testing.assert_allclose(out[stamp], 0.9, atol=1e-6)
+    np.testing.assert_array_equal(out[~stamp], rgb[~stamp])
+    np.testing.assert_array_equal(DewatermarkTask(mask_level=0.9).transform(rgb, model), rgb)

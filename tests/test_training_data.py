@@ -136,3 +136,28 @@ def test_pregenerated_pairs_are_sharded_and_read_back(
     assert lr.shape == (3, 8, 8) and hr.shape == (3, 16, 16)
     with pytest.raises(UsageError, match="no pregenerated pairs"):
         data.PairFolder(tmp_path / "empty")
+
+
+def test_mask_targets_carry_the_overlay_alpha() -> None:
+    """with_mask: the target's 4th channel is the alpha the dewatermark recipe's overlays drew."""
+    from photosr.training.data import PatchStream, resolve_crappifier
+
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(60, 190, 96, dtype=np.float32)  # smooth, so JPEG alone changes little
+    flat = np.full((96, 96), 128, np.float32)
+    images = [
+        np.stack([ramp[None, :].repeat(96, 0), ramp[:, None].repeat(96, 1), flat], axis=2).astype(np.uint8)
+    ]
+    crappifier = resolve_crappifier("dewatermark", task="dewatermark", scale=1)
+    stream = PatchStream(images, crappifier, scale=1, patch=64, batch_size=1, with_mask=True)
+    masks = []
+    for _ in range(6):
+        lr, target = stream.sample(rng)
+        assert lr.shape == (3, 64, 64) and target.shape == (4, 64, 64)
+        masks.append(target[3])
+        change, alpha = (lr - target[:3]).abs().amax(0), target[3]
+        if (alpha > 0.1).any() and (alpha == 0).any():  # drawn pixels changed far more than the rest
+            assert float(change[alpha > 0.1].mean()) > 3 * float(change[alpha == 0].mean())
+    assert any(float(m.max()) > 0.1 for m in masks) and all(float(m.min()) >= 0 for m in masks)
+    with pytest.raises(UsageError, match="mask head"):
+        PatchStream(images, lambda img, rng: img, scale=1, patch=64, batch_size=1, with_mask=True)

@@ -115,3 +115,24 @@ def test_conv_bicubic_equals_torch_bicubic(scale: int) -> None:
         expected = F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False)
         assert torch.allclose(up(x), expected, atol=1e-5)
     assert "weight" not in up.state_dict()  # checkpoints of older nets still load
+
+
+def test_mask_head_adds_a_mask_channel_and_passes_clean_pixels_through() -> None:
+    """RGB = input + m * correction, m = sigmoid in 0..1 as a 4th channel; at init the input, m = 0.5."""
+    model = build_model("resunet", scale=1, channels=[8, 16], blocks=1, unshuffle=2, mask_head=True).eval()
+    assert model.hparams["mask_head"] is True
+    x = torch.rand(1, 3, 18, 22)
+    with torch.no_grad():
+        out = model(x)
+        assert out.shape == (1, 4, 18, 22)
+        assert torch.allclose(out[:, :3], x, atol=1e-6) and torch.allclose(out[:, 3], torch.tensor(0.5))
+        torch.nn.init.normal_(model.tail.weight, std=0.5)
+        out = model(x)
+    m = out[:, 3:]
+    assert float(m.min()) >= 0 and float(m.max()) <= 1 and float(m.std()) > 0.01
+    # Where the mask is ~0 the photo passes through, whatever the correction is.
+    correction = (out[:, :3] - x) / m
+    assert torch.allclose(out[:, :3], x + m * correction, atol=1e-5)
+    with pytest.raises(ValueError, match="1x"):
+        build_model("resunet", scale=2, channels=[8, 16], mask_head=True)
+    assert "mask_head" not in build_model("resunet", scale=1, channels=[8, 16]).hparams

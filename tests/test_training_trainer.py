@@ -134,6 +134,39 @@ def test_init_from_may_swap_prelu_for_a_fused_leaky_relu(photos: Path, tmp_path:
         )
 
 
+def test_init_from_may_add_a_mask_head_to_a_restoration_unet(photos: Path, tmp_path: Path) -> None:
+    """Body and RGB tail carry over; the mask rows start at zero; the run trains on overlay masks."""
+    unet = {
+        "task": "dewatermark",
+        "recipe": None,
+        "model": {"channels": [8, 16], "blocks": 1, "unshuffle": 2},
+    }
+    first = train(_cfg(photos, **unet, steps=1), tmp_path / "a")
+    weights = load_checkpoint(first.checkpoint)["ema"]
+    masked = Trainer(
+        _cfg(photos, **{**unet, "model": {"mask_head": True}}, init_from=str(first.checkpoint)),
+        tmp_path / "b",
+    )
+    state = masked.model.state_dict()
+    assert masked.model.hparams["mask_head"] is True
+    for key, value in weights.items():
+        if key.startswith("tail."):
+            assert torch.equal(state[key][: value.shape[0]], value), key
+            assert not state[key][value.shape[0] :].any(), key
+        else:
+            assert torch.equal(state[key], value), key
+    result = masked.fit()
+    assert result.step == 4
+    assert {"mask", "pixel"} <= set(
+        masked.loss_fn(masked.model(torch.rand(1, 3, 16, 16)), torch.rand(1, 4, 16, 16))[1]
+    )
+    with pytest.raises(UsageError, match="init-from holds resunet"):
+        Trainer(
+            _cfg(photos, **{**unet, "model": {"mask_head": False}}, init_from=str(result.checkpoint)),
+            tmp_path / "c",
+        )
+
+
 @pytest.mark.parametrize("task", ["restore", "colorize", "dewatermark"])
 def test_every_task_preset_trains(photos: Path, tmp_path: Path, task: str) -> None:
     """Each 1x task's default crappification feeds the loop (inputs and targets the same size)."""

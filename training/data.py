@@ -128,15 +128,29 @@ class PatchStream(torch.utils.data.IterableDataset):
     """Endless (input, target) batches: random crops of the photos, degraded by `crappifier`.
 
     Photos are drawn with probability proportional to their area, so every pixel is equally likely to
-    be seen. `patch` is the side of the model's input; targets are `patch * scale`.
+    be seen. `patch` is the side of the model's input; targets are `patch * scale`. With `with_mask`
+    (models with a mask head) the target has a fourth channel: the alpha of what the crappifier's
+    overlays drew (`Crappifier.apply_with_mask`).
     """
 
     def __init__(
-        self, images: list[np.ndarray], crappifier: Crappifier, *, scale: int, patch: int, batch_size: int
+        self,
+        images: list[np.ndarray],
+        crappifier: Crappifier,
+        *,
+        scale: int,
+        patch: int,
+        batch_size: int,
+        with_mask: bool = False,
     ):
         super().__init__()
+        if with_mask and not getattr(crappifier, "splittable", False):
+            raise UsageError(
+                f"a mask head needs a recipe crappification that reports its overlays, not {crappifier!r}"
+            )
         self.images, self.crappifier = images, crappifier
         self.scale, self.patch, self.batch_size = scale, patch, batch_size
+        self.with_mask = with_mask
         areas = np.array([img.shape[0] * img.shape[1] for img in images], dtype=np.float64)
         self.weights = areas / areas.sum()
 
@@ -146,12 +160,19 @@ class PatchStream(torch.utils.data.IterableDataset):
         top = int(rng.integers(img.shape[0] - hr_side + 1))
         left = int(rng.integers(img.shape[1] - hr_side + 1))
         hr = random_dihedral(img[top : top + hr_side, left : left + hr_side], rng)
-        lr = self.crappifier(Image.fromarray(np.ascontiguousarray(hr)), rng).convert("RGB")
+        clean = Image.fromarray(np.ascontiguousarray(hr))
+        if self.with_mask:
+            lr, mask = self.crappifier.apply_with_mask(clean, self.crappifier.sample(rng))
+        else:
+            lr = self.crappifier(clean, rng).convert("RGB")
         if lr.size != (self.patch, self.patch):
             raise UsageError(
                 f"crappifier returned {lr.size[0]}x{lr.size[1]}, expected {self.patch}x{self.patch}"
             )
-        return to_tensor(np.asarray(lr)), to_tensor(hr)
+        target = to_tensor(hr)
+        if self.with_mask:
+            target = torch.cat([target, torch.from_numpy(np.ascontiguousarray(mask, np.float32))[None]])
+        return to_tensor(np.asarray(lr)), target
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         # torch.initial_seed() is base_seed + worker id inside a worker: distinct, reproducible streams.

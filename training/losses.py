@@ -278,9 +278,11 @@ class LossConfig:
     gan: float = 0.0
     critic_channels: int = 64
     critic_layers: int = 3
+    mask: float = 0.1  # weight of the mask head's BCE (models with a 4th, mask output channel only)
+    mask_alpha: float = 0.05  # overlay alpha above which a pixel counts as damaged for the mask target
 
     def __post_init__(self) -> None:
-        for name in ("pixel", "perceptual", "gan"):
+        for name in ("pixel", "perceptual", "gan", "mask"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise UsageError(f"{name}: expected a loss weight >= 0, got {value!r}")
@@ -288,6 +290,8 @@ class LossConfig:
             raise UsageError(
                 f"pixel_kind: unknown pixel loss {self.pixel_kind!r} (known: {', '.join(PIXEL_KINDS)})"
             )
+        if not 0 < self.mask_alpha < 1:
+            raise UsageError(f"mask_alpha: expected a value in (0, 1), got {self.mask_alpha!r}")
         if self.pixel + self.perceptual + self.gan <= 0:
             raise UsageError("pixel/perceptual/gan: at least one loss weight must be above 0")
         if self.perceptual_layers is not None:
@@ -299,7 +303,8 @@ class LossConfig:
         # The generated hash would fail on the layers dict; hash its items instead.
         layers = tuple(sorted(self.perceptual_layers.items())) if self.perceptual_layers else None
         fields = (self.pixel, self.pixel_kind, self.charbonnier_eps, self.perceptual, self.perceptual_net)
-        return hash((*fields, layers, self.vgg_weights, self.gan, self.critic_channels, self.critic_layers))
+        critic = (self.gan, self.critic_channels, self.critic_layers)
+        return hash((*fields, layers, self.vgg_weights, *critic, self.mask, self.mask_alpha))
 
 
 class GeneratorLoss(nn.Module):
@@ -318,8 +323,19 @@ class GeneratorLoss(nn.Module):
     def forward(
         self, pred: torch.Tensor, target: torch.Tensor, critic: nn.Module | None = None
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """(total loss to backpropagate, each unweighted term as a float for logging)."""
-        terms = {"pixel": self.pixel(pred, target)} if self.cfg.pixel > 0 else {}
+        """(total loss to backpropagate, each unweighted term as a float for logging).
+
+        A 4-channel prediction is RGB + a mask head's 0..1 map; the target then carries the overlay
+        alpha as its 4th channel, and the mask term is the BCE against alpha > `mask_alpha`."""
+        terms = {}
+        if pred.shape[1] == 4:
+            if target.shape[1] != 4:
+                raise UsageError("a mask head needs targets with the overlay alpha as a 4th channel")
+            found = (target[:, 3:] > self.cfg.mask_alpha).to(pred.dtype)
+            terms["mask"] = F.binary_cross_entropy(pred[:, 3:].clamp(1e-6, 1 - 1e-6), found)
+            pred, target = pred[:, :3], target[:, :3]
+        if self.cfg.pixel > 0:
+            terms["pixel"] = self.pixel(pred, target)
         if self.perceptual is not None:
             terms["perceptual"] = self.perceptual(pred, target)
         if self.cfg.gan > 0 and critic is not None:

@@ -104,7 +104,9 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
 def new_model(cfg: TrainConfig) -> tuple[str, nn.Module]:
     """The run's network: fresh, or with the weights of `init_from` (whose architecture it then takes,
     unless the config names a different one - an error, since the weights would not fit). Only the
-    activation may change (`model={act="leaky"}`): the convs' weights carry over and the net fine-tunes."""
+    activation may change (`model={act="leaky"}`): the convs' weights carry over and the net fine-tunes;
+    and a 1x U-Net may gain a mask head (`model={mask_head=true}`): its tail keeps the RGB weights and
+    the new mask channel starts at zero (m = 0.5 everywhere)."""
     arch = default_arch(cfg.task) if cfg.arch == "auto" else cfg.arch
     if not cfg.init_from:
         return arch, build_model(arch, scale=cfg.scale, **cfg.model)
@@ -116,17 +118,33 @@ def new_model(cfg: TrainConfig) -> tuple[str, nn.Module]:
         raise UsageError(f"init-from holds {init['arch']} {hparams}; this run asks for {arch} {cfg.model}")
     # Rebuilt from its own hparams first, so defaults added since it was saved count as its values.
     hparams = {k: v for k, v in build_model(init["arch"], scale=cfg.scale, **hparams).hparams.items()}
-    changed = {k for k, v in cfg.model.items() if hparams.get(k) != v}
-    if changed - {"act"}:
+    changed = {k for k, v in cfg.model.items() if hparams.get(k, False if k == "mask_head" else None) != v}
+    if changed - {"act", "mask_head"} or (changed & {"mask_head"} and not cfg.model["mask_head"]):
         raise UsageError(f"init-from holds {init['arch']} {hparams}; this run asks for {arch} {cfg.model}")
     hparams.pop("scale")
     model = build_model(init["arch"], scale=cfg.scale, **{**hparams, **cfg.model})
-    missing, unexpected = model.load_state_dict(init.get("ema") or init["model"], strict=not changed)
+    state = dict(init.get("ema") or init["model"])
+    if "mask_head" in changed:
+        state.update(_tail_with_mask(model, state))
+    missing, unexpected = model.load_state_dict(state, strict=not changed)
     modules = dict(model.named_modules())
     for key in [*missing, *unexpected]:  # only activation parameters (PReLU slopes) may be dropped
         if not isinstance(modules.get(key.rpartition(".")[0]), nn.PReLU | nn.LeakyReLU):
             raise UsageError(f"init-from: weight {key} does not fit the new activation")
     return init["arch"], model
+
+
+def _tail_with_mask(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The old RGB tail's weights in the first rows of the mask-head tail (pixel shuffle takes output
+    channel c from rows c*u^2 .. (c+1)*u^2 - 1, so the RGB rows keep their place); mask rows at zero."""
+    new = {}
+    for name in ("tail.weight", "tail.bias"):
+        target = getattr(model.tail, name.split(".")[1]).detach().clone()
+        target.zero_()
+        rows = state[name].shape[0]
+        target[:rows] = state[name]
+        new[name] = target
+    return new
 
 
 ENCODER_LR_SCALE = 0.1  # a pretrained encoder, once unfrozen, moves at a tenth of the decoder's rate
@@ -202,7 +220,12 @@ class Trainer:
         images = load_images(paths, min_side=cfg.patch * cfg.scale, limit=cfg.max_images)
         self.log(f"data: {len(images)} photos, {sum(i.size for i in images) / 3e6:.1f} MP in memory")
         stream = PatchStream(
-            images, self.crappifier, scale=cfg.scale, patch=cfg.patch, batch_size=cfg.batch_size
+            images,
+            self.crappifier,
+            scale=cfg.scale,
+            patch=cfg.patch,
+            batch_size=cfg.batch_size,
+            with_mask=getattr(self.model, "mask_head", False),
         )
         # A different stream after a resume and on every rank, all reproducible from `seed`.
         seed = cfg.seed + self.state.step + 1_000_003 * self.dist.rank
@@ -289,7 +312,7 @@ class Trainer:
         self._backward_and_step(loss)
         if self.critic is not None:
             self.critic.requires_grad_(True)
-            self.critic_step(sr.detach().float(), hr)
+            self.critic_step(sr.detach().float()[:, :3], hr[:, :3])  # a mask head's 4th channel: not an image
         if self.ema:
             self.ema.update(self.model, self.state.step)
         return float(loss.detach())

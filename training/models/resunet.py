@@ -4,6 +4,10 @@ Down path: ResBlocks then a stride-2 conv per level. Up path: nearest (or pixel-
 the skip features passed through their own ResBlock ("cross connection") and concatenated, then
 ResBlocks. The input (upsampled when scale > 1) is added back at the end and the last conv is
 zero-initialised, so an untrained net is the identity.
+
+With `mask_head` (1x only) the net also predicts where the input was damaged, for overlay removal: a
+fourth output channel m = sigmoid(logit) in 0..1, and the RGB output is the input plus m times the
+correction, so wherever the net says "clean" (m ~ 0) the photo passes through. Output: RGB + m, 4 channels.
 """
 
 from __future__ import annotations
@@ -67,11 +71,14 @@ class ResUNet(nn.Module):
         blocks: int = 2,
         up: str = "nearest",
         unshuffle: int = 1,
+        mask_head: bool = False,
     ):
         super().__init__()
         channels = tuple(int(c) for c in channels)
         if unshuffle < 1:
             raise ValueError(f"unshuffle must be >= 1, got {unshuffle}")
+        if mask_head and scale != 1:
+            raise ValueError(f"mask_head is for 1x models, not scale {scale}")
         self.scale, self.levels, self.unshuffle = scale, len(channels) - 1, unshuffle
         self.size_multiple = unshuffle * 2**self.levels
         self.hparams = {
@@ -81,6 +88,9 @@ class ResUNet(nn.Module):
             "up": up,
             "unshuffle": unshuffle,
         }
+        self.mask_head = bool(mask_head)
+        if self.mask_head:  # recorded only when on, so older manifests and checkpoints stay the same
+            self.hparams["mask_head"] = True
         # unshuffle > 1 folds each f x f block of pixels into channels first (as FFDNet does): the whole
         # U-Net then runs at 1/f resolution, f^2 times cheaper, and the tail unfolds at the end.
         self.head = nn.Conv2d(3 * unshuffle * unshuffle, channels[0], 3, padding=1)
@@ -93,7 +103,8 @@ class ResUNet(nn.Module):
         self.cross = nn.ModuleList(ResBlock(c) for c in channels[:-1])
         self.merges = nn.ModuleList(nn.Conv2d(2 * c, c, 1) for c in channels[:-1])
         self.up_blocks = nn.ModuleList(_blocks(c, blocks) for c in channels[:-1])
-        self.tail = nn.Conv2d(channels[0], 3 * (scale * unshuffle) ** 2, 3, padding=1)
+        out_channels = 4 if self.mask_head else 3
+        self.tail = nn.Conv2d(channels[0], out_channels * (scale * unshuffle) ** 2, 3, padding=1)
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
 
@@ -113,6 +124,9 @@ class ResUNet(nn.Module):
         up = self.scale * self.unshuffle
         out = F.pixel_shuffle(self.tail(feats), up) if up > 1 else self.tail(feats)
         out = out[..., : h * self.scale, : w * self.scale]
+        if self.mask_head:
+            mask = torch.sigmoid(out[:, 3:])
+            return torch.cat([x + mask * out[:, :3], mask], dim=1)
         base = (
             x
             if self.scale == 1

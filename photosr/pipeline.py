@@ -288,10 +288,13 @@ class Pipeline:
         original = photo.size
         masks = []
         for step in self.steps:
-            before = photo
-            photo = step.task.apply(photo, step.runner)
             if self.options.save_mask and isinstance(step.task, DewatermarkTask):
-                masks.append(step.task.mask(before, photo))
+                recorder = _FoundRecorder(step.task, step.runner)
+                photo = step.task.apply(photo, recorder)
+                if recorder.found is not None:
+                    masks.append(recorder.found)
+            else:
+                photo = step.task.apply(photo, step.runner)
         if self.options.outscale is not None:
             target = tuple(max(1, round(side * self.options.outscale)) for side in original)
             if target != photo.size:
@@ -333,6 +336,20 @@ class Pipeline:
         if masks:
             _save_mask(np.logical_or.reduce([_fit_mask(m, result.size) for m in masks]), mask_path(written))
         return Path(written)
+
+
+class _FoundRecorder:
+    """A runner that passes the model's output through and keeps what the dewatermark task says the
+    model found in it (a bool map: no copy of the image is held)."""
+
+    def __init__(self, task: DewatermarkTask, runner: Runner):
+        self.task, self.runner = task, runner
+        self.found: np.ndarray | None = None
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        out = self.runner(rgb)
+        self.found = self.task.found(rgb, out)
+        return out
 
 
 def mask_path(output: str | Path) -> Path:

@@ -207,7 +207,7 @@ class RestoreTask(Task):
 
 @dataclass(frozen=True)
 class DewatermarkTask(Task):
-    """1x RGB -> RGB; `mask` reports where the model changed the photo (for --save-mask)."""
+    """1x RGB -> RGB; `found` says where the model found an overlay (for --save-mask)."""
 
     name: ClassVar[str] = "dewatermark"
     mask_threshold: float = 0.04  # ~10/255: above JPEG-noise-level changes (models without a mask head)
@@ -228,12 +228,8 @@ class DewatermarkTask(Task):
         output, feathered out to 3 * `grow` px; everywhere else keeps the input exactly.
         """
         out = runner(rgb)
-        if out.shape[2] == 4:
-            found = out[..., 3] > self.mask_level
-            out = out[..., :3]
-        else:
-            found = self._changed(rgb, out)
-        weight = self._weight(found)
+        weight = self._weight(self.found(rgb, out))
+        out = out[..., :3]
         if weight is None:
             return rgb.copy()
         return rgb + weight[..., None] * (out - rgb)
@@ -249,14 +245,12 @@ class DewatermarkTask(Task):
         mask = Image.fromarray(grown.astype(np.uint8) * 255, "L").filter(ImageFilter.BoxBlur(self.grow))
         return np.asarray(mask, dtype=np.float32) / np.float32(255.0)
 
-    def mask(self, before: Photo, after: Photo) -> np.ndarray:
-        """HxW bool: pixels whose colour the model changed by more than `mask_threshold`."""
-        return self._changed(before.rgb, after.rgb)
-
-    def _changed(self, before: np.ndarray, after: np.ndarray) -> np.ndarray:
-        """HxW bool: any channel moved by more than `mask_threshold` (what transform keeps, what
-        --save-mask shows)."""
-        return np.abs(after - before).max(axis=2) > self.mask_threshold
+    def found(self, model_in: np.ndarray, model_out: np.ndarray) -> np.ndarray:
+        """HxW bool, what the model found (what --save-mask shows): its mask above `mask_level` when it
+        has a mask head, else the pixels where any channel moved by more than `mask_threshold`."""
+        if model_out.shape[2] == 4:
+            return model_out[..., 3] > self.mask_level
+        return np.abs(model_out - model_in).max(axis=2) > self.mask_threshold
 
 
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:

@@ -171,7 +171,7 @@ def test_chroma_merge_matches_the_plain_formula() -> None:
     np.testing.assert_allclose(luminance(out), y, atol=2e-6)
 
 
-def test_dewatermark_mask_marks_changed_pixels() -> None:
+def test_dewatermark_finds_the_pixels_an_rgb_model_changed() -> None:
     photo = _photo()
 
     def erase(rgb: np.ndarray) -> np.ndarray:
@@ -180,8 +180,7 @@ def test_dewatermark_mask_marks_changed_pixels() -> None:
         return out
 
     task = DewatermarkTask()
-    out = task.apply(photo, erase)
-    mask = task.mask(photo, out)
+    mask = task.found(photo.rgb, erase(photo.rgb))
     expected = np.zeros((12, 16), dtype=bool)
     expected[2:5, 3:9] = True
     np.testing.assert_array_equal(mask, expected)
@@ -294,3 +293,5 @@ def test_dewatermark_mask_head_says_where_the_overlay_is() -> None:
     np.testing.assert_allclose(out[stamp], 0.9, atol=1e-6)
     np.testing.assert_array_equal(out[~stamp], rgb[~stamp])
     np.testing.assert_array_equal(DewatermarkTask(mask_level=0.9).transform(rgb, model), rgb)
+    # --save-mask shows the model's mask, not how much it changed a pixel.
+    np.testing.assert_array_equal(DewatermarkTask().found(rgb, model(rgb)), stamp)

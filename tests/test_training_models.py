@@ -133,6 +133,32 @@ def test_mask_head_adds_a_mask_channel_and_passes_clean_pixels_through() -> None
     # Where the mask is ~0 the photo passes through, whatever the correction is.
     correction = (out[:, :3] - x) / m
     assert torch.allclose(out[:, :3], x + m * correction, atol=1e-5)
-    with pytest.raises(ValueError, match="1x"):
+    with pytest.raises(UsageError, match="1x"):
         build_model("resunet", scale=2, channels=[8, 16], mask_head=True)
     assert "mask_head" not in build_model("resunet", scale=1, channels=[8, 16]).hparams
+
+
+def test_invert_head_undoes_a_semi_transparent_overlay() -> None:
+    """With the tail set to "overlay everywhere, opacity 0.6, colour 0.9", the output is the photo
+    under a 0.6 x 0.9 overlay, exactly; a fresh net is close to the identity."""
+    from photosr.training.models.resunet import MAX_ALPHA
+
+    model = build_model(
+        "resunet", scale=1, channels=[8, 16], blocks=1, unshuffle=2, mask_head=True, invert=True
+    )
+    model.eval()
+    photo = torch.rand(1, 3, 16, 20)
+    stamped = 0.4 * photo + 0.6 * 0.9
+    with torch.no_grad():
+        fresh = model(stamped)
+        assert fresh.shape == (1, 8 - 4, 16, 20)
+        assert float((fresh[:, :3] - stamped).abs().max()) < 0.01  # opacity starts at 0.017
+        rows = 4  # unshuffle 2: 4 tail rows per output channel
+        bias = model.tail.bias
+        bias[3 * rows : 4 * rows] = 30.0  # mask: 1
+        bias[4 * rows : 5 * rows] = float(torch.logit(torch.tensor(0.6 / MAX_ALPHA)))
+        bias[5 * rows :] = float(torch.logit(torch.tensor(0.9)))
+        out = model(stamped)
+    assert torch.allclose(out[:, :3], photo, atol=1e-4) and torch.allclose(out[:, 3], torch.tensor(1.0))
+    with pytest.raises(UsageError, match="needs mask_head"):
+        build_model("resunet", scale=1, channels=[8, 16], invert=True)

@@ -165,6 +165,13 @@ def test_init_from_may_add_a_mask_head_to_a_restoration_unet(photos: Path, tmp_p
             _cfg(photos, **{**unet, "model": {"mask_head": False}}, init_from=str(result.checkpoint)),
             tmp_path / "c",
         )
+    inverting = Trainer(
+        _cfg(photos, **{**unet, "model": {"invert": True}}, init_from=str(result.checkpoint)), tmp_path / "d"
+    )
+    masked_state = load_checkpoint(result.checkpoint)["ema"]
+    bias = inverting.model.state_dict()["tail.bias"]
+    assert torch.equal(bias[:16], masked_state["tail.bias"])  # RGB and mask rows (4 per channel) kept
+    assert torch.all(bias[16:20] == -4.0) and not bias[20:].any()  # opacity starts low, colour at 0
 
 
 @pytest.mark.parametrize("task", ["restore", "colorize", "dewatermark"])

@@ -105,8 +105,8 @@ def new_model(cfg: TrainConfig) -> tuple[str, nn.Module]:
     """The run's network: fresh, or with the weights of `init_from` (whose architecture it then takes,
     unless the config names a different one - an error, since the weights would not fit). Only the
     activation may change (`model={act="leaky"}`): the convs' weights carry over and the net fine-tunes;
-    and a 1x U-Net may gain a mask head (`model={mask_head=true}`): its tail keeps the RGB weights and
-    the new mask channel starts at zero (m = 0.5 everywhere)."""
+    and a 1x U-Net may gain a mask head (`model={mask_head=true}`) and an overlay inversion
+    (`invert=true`): its tail keeps the weights it has, the new channels start as a fresh model's do."""
     arch = default_arch(cfg.task) if cfg.arch == "auto" else cfg.arch
     if not cfg.init_from:
         return arch, build_model(arch, scale=cfg.scale, **cfg.model)
@@ -118,14 +118,14 @@ def new_model(cfg: TrainConfig) -> tuple[str, nn.Module]:
         raise UsageError(f"init-from holds {init['arch']} {hparams}; this run asks for {arch} {cfg.model}")
     # Rebuilt from its own hparams first, so defaults added since it was saved count as its values.
     hparams = {k: v for k, v in build_model(init["arch"], scale=cfg.scale, **hparams).hparams.items()}
-    changed = {k for k, v in cfg.model.items() if hparams.get(k, False if k == "mask_head" else None) != v}
-    if changed - {"act", "mask_head"} or (changed & {"mask_head"} and not cfg.model["mask_head"]):
+    changed = {k for k, v in cfg.model.items() if hparams.get(k, False if k in _HEADS else None) != v}
+    if changed - {"act", *_HEADS} or any(not cfg.model[k] for k in changed & _HEADS):
         raise UsageError(f"init-from holds {init['arch']} {hparams}; this run asks for {arch} {cfg.model}")
     hparams.pop("scale")
     model = build_model(init["arch"], scale=cfg.scale, **{**hparams, **cfg.model})
     state = dict(init.get("ema") or init["model"])
-    if "mask_head" in changed:
-        state.update(_tail_with_mask(model, state))
+    if changed & _HEADS:
+        state.update(_tail_with_heads(model, state))
     missing, unexpected = model.load_state_dict(state, strict=not changed)
     modules = dict(model.named_modules())
     for key in [*missing, *unexpected]:  # only activation parameters (PReLU slopes) may be dropped
@@ -134,13 +134,16 @@ def new_model(cfg: TrainConfig) -> tuple[str, nn.Module]:
     return init["arch"], model
 
 
-def _tail_with_mask(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The old RGB tail's weights in the first rows of the mask-head tail (pixel shuffle takes output
-    channel c from rows c*u^2 .. (c+1)*u^2 - 1, so the RGB rows keep their place); mask rows at zero."""
+_HEADS = {"mask_head", "invert"}  # output heads --init-from may add to a 1x U-Net
+
+
+def _tail_with_heads(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The old tail's weights in the first rows of the wider tail (pixel shuffle takes output channel c
+    from rows c*u^2 .. (c+1)*u^2 - 1, so the old channels keep their place); the new heads' rows keep
+    the fresh model's initialisation (zeros; the opacity logit's bias at its start value)."""
     new = {}
     for name in ("tail.weight", "tail.bias"):
         target = getattr(model.tail, name.split(".")[1]).detach().clone()
-        target.zero_()
         rows = state[name].shape[0]
         target[:rows] = state[name]
         new[name] = target

@@ -31,7 +31,7 @@ def build_model(arch: str, *, scale: int, **hparams: Any) -> nn.Module:
     cls = getattr(importlib.import_module(module_name), cls_name)
     try:
         return cls(scale=scale, **hparams)
-    except TypeError as err:
+    except (TypeError, ValueError) as err:
         raise UsageError(f"bad hyperparameters for {arch!r}: {err}") from err
 
 

@@ -8,6 +8,10 @@ zero-initialised, so an untrained net is the identity.
 With `mask_head` (1x only) the net also predicts where the input was damaged, for overlay removal: a
 fourth output channel m = sigmoid(logit) in 0..1, and the RGB output is the input plus m times the
 correction, so wherever the net says "clean" (m ~ 0) the photo passes through. Output: RGB + m, 4 channels.
+With `invert` as well, the correction includes undoing a semi-transparent overlay: the net also predicts
+the overlay's opacity a (0..0.95) and colour c per pixel, and the correction is (x - a c) / (1 - a) - x
+(the inverse of drawing c at opacity a over the photo) plus a free residual. Under an overlay the photo
+is still partly visible; inverting the blend recovers it, where inpainting could only guess.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+MAX_ALPHA = 0.95  # inverting an overlay more opaque than this amplifies noise 20x and more
+ALPHA_INIT_LOGIT = -4.0
 
 
 class ResBlock(nn.Module):
@@ -72,6 +79,7 @@ class ResUNet(nn.Module):
         up: str = "nearest",
         unshuffle: int = 1,
         mask_head: bool = False,
+        invert: bool = False,
     ):
         super().__init__()
         channels = tuple(int(c) for c in channels)
@@ -79,6 +87,8 @@ class ResUNet(nn.Module):
             raise ValueError(f"unshuffle must be >= 1, got {unshuffle}")
         if mask_head and scale != 1:
             raise ValueError(f"mask_head is for 1x models, not scale {scale}")
+        if invert and not mask_head:
+            raise ValueError("invert needs mask_head")
         self.scale, self.levels, self.unshuffle = scale, len(channels) - 1, unshuffle
         self.size_multiple = unshuffle * 2**self.levels
         self.hparams = {
@@ -89,8 +99,9 @@ class ResUNet(nn.Module):
             "unshuffle": unshuffle,
         }
         self.mask_head = bool(mask_head)
-        if self.mask_head:  # recorded only when on, so older manifests and checkpoints stay the same
-            self.hparams["mask_head"] = True
+        self.invert = bool(invert)
+        # recorded only when on, so older manifests and checkpoints stay the same
+        self.hparams.update({k: True for k, on in (("mask_head", mask_head), ("invert", invert)) if on})
         # unshuffle > 1 folds each f x f block of pixels into channels first (as FFDNet does): the whole
         # U-Net then runs at 1/f resolution, f^2 times cheaper, and the tail unfolds at the end.
         self.head = nn.Conv2d(3 * unshuffle * unshuffle, channels[0], 3, padding=1)
@@ -103,10 +114,14 @@ class ResUNet(nn.Module):
         self.cross = nn.ModuleList(ResBlock(c) for c in channels[:-1])
         self.merges = nn.ModuleList(nn.Conv2d(2 * c, c, 1) for c in channels[:-1])
         self.up_blocks = nn.ModuleList(_blocks(c, blocks) for c in channels[:-1])
-        out_channels = 4 if self.mask_head else 3
-        self.tail = nn.Conv2d(channels[0], out_channels * (scale * unshuffle) ** 2, 3, padding=1)
+        # output channels: RGB correction, then mask logit, then opacity logit and colour (invert)
+        out_channels = 8 if self.invert else 4 if self.mask_head else 3
+        rows = (scale * unshuffle) ** 2  # tail rows per output channel (pixel shuffle)
+        self.tail = nn.Conv2d(channels[0], out_channels * rows, 3, padding=1)
         nn.init.zeros_(self.tail.weight)
         nn.init.zeros_(self.tail.bias)
+        if self.invert:  # start with (almost) no overlay: opacity MAX_ALPHA * sigmoid(-4) = 0.017
+            nn.init.constant_(self.tail.bias[4 * rows : 5 * rows], ALPHA_INIT_LOGIT)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         padded, h, w = pad_to_multiple(x, self.size_multiple)
@@ -125,8 +140,14 @@ class ResUNet(nn.Module):
         out = F.pixel_shuffle(self.tail(feats), up) if up > 1 else self.tail(feats)
         out = out[..., : h * self.scale, : w * self.scale]
         if self.mask_head:
-            mask = torch.sigmoid(out[:, 3:])
-            return torch.cat([x + mask * out[:, :3], mask], dim=1)
+            out = out.float()  # the head's arithmetic (a division when inverting) in fp32 under autocast
+            mask = torch.sigmoid(out[:, 3:4])
+            fix = out[:, :3]
+            if self.invert:
+                alpha = MAX_ALPHA * torch.sigmoid(out[:, 4:5])
+                colour = torch.sigmoid(out[:, 5:8])
+                fix = fix + (x - alpha * colour) / (1.0 - alpha) - x
+            return torch.cat([x + mask * fix, mask], dim=1)
         base = (
             x
             if self.scale == 1

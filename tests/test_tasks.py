@@ -245,11 +245,16 @@ def test_fill_on_tiny_photos_leaves_nothing_black() -> None:
     np.testing.assert_allclose(filled, np.broadcast_to(np.float32([0.2, 0.9, 0.4]), rgb.shape), atol=1e-6)
 
 
-def test_dewatermark_keeps_input_outside_what_the_model_removed() -> None:
-    rng = np.random.default_rng(3)
-    rgb = rng.uniform(0.2, 0.4, (64, 64, 3)).astype(np.float32)
+def _photo_and_stamp() -> tuple[np.ndarray, np.ndarray]:
+    """A 64x64 textured photo and the 10x40 block a stand-in model treats as the overlay."""
+    rgb = np.random.default_rng(3).uniform(0.2, 0.4, (64, 64, 3)).astype(np.float32)
     stamp = np.zeros((64, 64), dtype=bool)
     stamp[20:30, 10:50] = True
+    return rgb, stamp
+
+
+def test_dewatermark_keeps_input_outside_what_the_model_removed() -> None:
+    rgb, stamp = _photo_and_stamp()
 
     def model(x: np.ndarray) -> np.ndarray:
         out = x - 0.01  # a faint change everywhere, as a model smoothing JPEG noise makes
@@ -277,10 +282,7 @@ def test_dewatermark_keeps_input_outside_what_the_model_removed() -> None:
 
 def test_dewatermark_mask_head_says_where_the_overlay_is() -> None:
     """A 4-channel model (RGB + mask): its mask, not how much it changed, picks the pixels it replaces."""
-    rng = np.random.default_rng(4)
-    rgb = rng.uniform(0.2, 0.4, (64, 64, 3)).astype(np.float32)
-    stamp = np.zeros((64, 64), dtype=bool)
-    stamp[20:30, 10:50] = True
+    rgb, stamp = _photo_and_stamp()
 
     def model(x: np.ndarray) -> np.ndarray:
         out = x - 0.2  # a large change everywhere, which the mask says to ignore

@@ -22,6 +22,9 @@ from photosr.resize import fit_within
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
+# Model output channels: RGB, then (dewatermark models with a mask head) 0..1 where an overlay was found.
+MASK_CHANNEL = 3
+
 
 @dataclass(frozen=True)
 class ModelRunner:
@@ -229,7 +232,7 @@ class DewatermarkTask(Task):
         """
         out = runner(rgb)
         weight = self._weight(self.found(rgb, out))
-        out = out[..., :3]
+        out = out[..., :MASK_CHANNEL]
         if weight is None:
             return rgb.copy()
         return rgb + weight[..., None] * (out - rgb)
@@ -248,8 +251,8 @@ class DewatermarkTask(Task):
     def found(self, model_in: np.ndarray, model_out: np.ndarray) -> np.ndarray:
         """HxW bool, what the model found (what --save-mask shows): its mask above `mask_level` when it
         has a mask head, else the pixels where any channel moved by more than `mask_threshold`."""
-        if model_out.shape[2] == 4:
-            return model_out[..., 3] > self.mask_level
+        if model_out.shape[2] > MASK_CHANNEL:
+            return model_out[..., MASK_CHANNEL] > self.mask_level
         return np.abs(model_out - model_in).max(axis=2) > self.mask_threshold
 
 

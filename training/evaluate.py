@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from photosr.tasks import MASK_CHANNEL
+
 Predictor = Callable[[np.ndarray], np.ndarray]  # HxWx3 uint8 input -> HxWx3 float (0..1) or uint8 output
 
 
@@ -138,7 +140,7 @@ def torch_predictor(model: torch.nn.Module, *, device: str = "cpu") -> Predictor
     @torch.no_grad()
     def predict(lr: np.ndarray) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1))).float().div(255.0)[None].to(device)
-        return model(x)[0, :3].clamp(0, 1).permute(1, 2, 0).cpu().numpy()  # [:3]: not a mask head
+        return model(x)[0, :MASK_CHANNEL].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
 
     return predict
 
@@ -152,7 +154,7 @@ def plugin_predictor(plugin_dir: str | Path, *, threads: int = 0) -> tuple[Predi
     session = plugin.session(EngineOptions(device="cpu", threads=threads))
 
     def predict(lr: np.ndarray) -> np.ndarray:
-        return plugin.infer(session, lr.astype(np.float32) / 255.0)[..., :3]  # [:3]: not a mask head
+        return plugin.infer(session, lr.astype(np.float32) / 255.0)[..., :MASK_CHANNEL]
 
     return predict, plugin.manifest
 

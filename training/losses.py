@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from photosr.errors import UsageError
+from photosr.tasks import MASK_CHANNEL
 
 PIXEL_KINDS = ("l1", "mse", "charbonnier")
 PERCEPTUAL_NETS = ("efficientnet-lite0", "vgg16", "vgg19")
@@ -328,12 +329,12 @@ class GeneratorLoss(nn.Module):
         A 4-channel prediction is RGB + a mask head's 0..1 map; the target then carries the overlay
         alpha as its 4th channel, and the mask term is the BCE against alpha > `mask_alpha`."""
         terms = {}
-        if pred.shape[1] == 4:
-            if target.shape[1] != 4:
+        if pred.shape[1] > MASK_CHANNEL:
+            if target.shape[1] != pred.shape[1]:
                 raise UsageError("a mask head needs targets with the overlay alpha as a 4th channel")
-            found = (target[:, 3:] > self.cfg.mask_alpha).to(pred.dtype)
-            terms["mask"] = F.binary_cross_entropy(pred[:, 3:].clamp(1e-6, 1 - 1e-6), found)
-            pred, target = pred[:, :3], target[:, :3]
+            found = (target[:, MASK_CHANNEL:] > self.cfg.mask_alpha).to(pred.dtype)
+            terms["mask"] = F.binary_cross_entropy(pred[:, MASK_CHANNEL:].clamp(1e-6, 1 - 1e-6), found)
+            pred, target = pred[:, :MASK_CHANNEL], target[:, :MASK_CHANNEL]
         if self.cfg.pixel > 0:
             terms["pixel"] = self.pixel(pred, target)
         if self.perceptual is not None:

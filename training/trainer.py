@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from photosr.errors import UsageError
+from photosr.tasks import MASK_CHANNEL
 
 from . import ddp
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -315,7 +316,7 @@ class Trainer:
         self._backward_and_step(loss)
         if self.critic is not None:
             self.critic.requires_grad_(True)
-            self.critic_step(sr.detach().float()[:, :3], hr[:, :3])  # a mask head's 4th channel: not an image
+            self.critic_step(sr.detach().float()[:, :MASK_CHANNEL], hr[:, :MASK_CHANNEL])  # images only
         if self.ema:
             self.ema.update(self.model, self.state.step)
         return float(loss.detach())

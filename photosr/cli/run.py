@@ -78,7 +78,11 @@ _FORMAT_CHOICES = click.Choice(["keep", "png", "jpeg", "jpg", "webp", "tiff", "t
     help="Restore: blend of model output with the input (0 = untouched).",
 )
 @click.option("--render-size", type=click.IntRange(min=0), help="Colorize: longest side the model sees.")
-@click.option("--save-mask", is_flag=True, help="Dewatermark: also write <name>_mask.png of the overlays the model found.")
+@click.option(
+    "--save-mask",
+    is_flag=True,
+    help="Dewatermark: also write <name>_mask.png of the overlays the model found.",
+)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--threads", type=click.IntRange(min=0), default=0, help="CPU threads for the model (0 = all).")
 @click.option("--tile", type=click.IntRange(min=0), help="Tile side in input pixels (0 = automatic).")

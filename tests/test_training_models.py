@@ -162,3 +162,44 @@ def test_invert_head_undoes_a_semi_transparent_overlay() -> None:
     assert torch.allclose(out[:, :3], photo, atol=1e-4) and torch.allclose(out[:, 3], torch.tensor(1.0))
     with pytest.raises(UsageError, match="needs mask_head"):
         build_model("resunet", scale=1, channels=[8, 16], invert=True)
+
+
+def _perturbed(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Every parameter moved off its initialisation, so zero-started branches take part."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=generator))
+    return module
+
+
+def test_edge_block_is_one_3x3_conv_that_starts_as_its_plain_branch() -> None:
+    """The merged kernel reproduces the branch-by-branch sum, border pixels included."""
+    from photosr.training.models.plain import EdgeConv
+
+    block = EdgeConv(5, 6)
+    x = torch.rand(2, 5, 9, 11)
+    with torch.no_grad():
+        assert torch.allclose(block(x), block.conv(x), atol=1e-6)  # fresh: only the 3x3 branch
+        _perturbed(block)
+        merged, branches = block(x), block.branches(x)
+        assert not torch.allclose(merged, block.conv(x), atol=1e-2)  # the other branches now count
+        assert torch.allclose(merged, branches, atol=1e-5)
+        weight, bias = block.kernel()
+        assert weight.shape == (6, 5, 3, 3) and bias.shape == (6,)
+    assert block.edge_scale.ndim == 1  # a per-channel scale: no weight decay, as biases
+
+
+def test_ecb_plain_net_deploys_as_the_plain_net_with_merged_kernels() -> None:
+    model = _perturbed(build_model("plain", scale=2, channels=8, convs=2, block="ecb")).eval()
+    deployed = model.deployed()
+    reference = build_model("plain", scale=2, channels=8, convs=2)
+    assert deployed.hparams == {**model.hparams, "block": "conv"}
+    assert count_parameters(deployed) == count_parameters(reference) < count_parameters(model)
+    assert not any(isinstance(m, type(model.body[0])) for m in deployed.modules())
+    x = torch.rand(1, 3, 13, 10)
+    with torch.no_grad():
+        assert torch.allclose(deployed(x), model(x), atol=1e-5)
+    assert reference.deployed() is reference
+    with pytest.raises(UsageError, match="block"):
+        build_model("plain", scale=2, block="rep")

@@ -134,6 +134,36 @@ def test_init_from_may_swap_prelu_for_a_fused_leaky_relu(photos: Path, tmp_path:
         )
 
 
+def test_init_from_may_retrain_a_plain_net_as_edge_blocks(photos: Path, tmp_path: Path) -> None:
+    """The convs become the blocks' 3x3 branches, so training resumes from the same function; the export
+    is a plain-conv net again, parity-checked against the blocks."""
+    import onnx
+    from photosr.training.export import export_plugin
+
+    plain = {"task": "upscale", "scale": 2, "recipe": "bicubic", "arch": "plain", "patch": 8}
+    first = train(_cfg(photos, **plain, model={"channels": 8, "convs": 1}, steps=2), tmp_path / "a")
+    trainer = Trainer(
+        _cfg(photos, **plain, model={"block": "ecb"}, init_from=str(first.checkpoint)), tmp_path / "b"
+    )
+    before = load_checkpoint(first.checkpoint)
+    old = Trainer(_cfg(photos, **plain, model={}, init_from=str(first.checkpoint)), tmp_path / "c").model
+    assert trainer.model.hparams["block"] == "ecb"
+    assert torch.equal(trainer.model.state_dict()["body.0.conv.weight"], before["ema"]["body.0.weight"])
+    x = torch.rand(1, 3, 12, 12)
+    with torch.no_grad():
+        assert torch.allclose(trainer.model.eval()(x), old.eval()(x), atol=1e-6)
+    result = trainer.fit()
+    manifest = export_plugin(result.checkpoint, tmp_path / "plugin")
+    assert manifest["metrics"]["parameters"] == sum(p.numel() for p in old.parameters())
+    assert manifest["training"]["hparams"]["block"] == "ecb"
+    ops = [node.op_type for node in onnx.load(tmp_path / "plugin" / "model.onnx").graph.node]
+    assert ops.count("Conv") == 3 + 1  # head, body, tail + the bicubic skip's fixed conv
+    with pytest.raises(UsageError, match="init-from holds plain"):  # blocks do not go back to plain convs
+        Trainer(
+            _cfg(photos, **plain, model={"block": "conv"}, init_from=str(result.checkpoint)), tmp_path / "d"
+        )
+
+
 def test_init_from_may_add_a_mask_head_to_a_restoration_unet(photos: Path, tmp_path: Path) -> None:
     """Body and RGB tail carry over; the mask rows start at zero; the run trains on overlay masks."""
     unet = {

@@ -208,8 +208,11 @@ def export_plugin(
     payload = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
     cfg = checkpoint_config(payload)
     model = model_from_checkpoint(payload)
+    # What runs: a net trained with re-parameterisable blocks exports their merged convs. The parity
+    # check compares ONNX with the net as trained, so it checks the merge too.
+    deployed = model.deployed() if hasattr(model, "deployed") else model
     out.mkdir(parents=True, exist_ok=True)
-    onnx_path = export_onnx(model, out / "model.onnx")
+    onnx_path = export_onnx(deployed, out / "model.onnx")
     parity = check_parity(model, onnx_path)
     # Weights only (EMA) + config: small, and enough for `--init-from PLUGIN` to continue from here.
     save_checkpoint(
@@ -234,8 +237,8 @@ def export_plugin(
         },
         "training": provenance(payload, cfg),
         "metrics": {
-            "parameters": count_parameters(model),
-            "gflops_per_input_mp": round(gflops_per_megapixel(model), 1),
+            "parameters": count_parameters(deployed),
+            "gflops_per_input_mp": round(gflops_per_megapixel(deployed), 1),
             "onnx_parity_max_abs_diff": float(f"{parity:.3g}"),
             "onnx_opset": OPSET,
         },

@@ -106,8 +106,10 @@ def new_model(cfg: TrainConfig) -> tuple[str, nn.Module]:
     """The run's network: fresh, or with the weights of `init_from` (whose architecture it then takes,
     unless the config names a different one - an error, since the weights would not fit). Only the
     activation may change (`model={act="leaky"}`): the convs' weights carry over and the net fine-tunes;
-    and a 1x U-Net may gain a mask head (`model={mask_head=true}`) and an overlay inversion
-    (`invert=true`): its tail keeps the weights it has, the new channels start as a fresh model's do."""
+    a plain net may train on as edge blocks (`model={block="ecb"}`: the convs become the blocks' 3x3
+    branches, the other branches start at zero); and a 1x U-Net may gain a mask head
+    (`model={mask_head=true}`) and an overlay inversion (`invert=true`): its tail keeps the weights it
+    has, the new channels start as a fresh model's do."""
     arch = default_arch(cfg.task) if cfg.arch == "auto" else cfg.arch
     if not cfg.init_from:
         return arch, build_model(arch, scale=cfg.scale, **cfg.model)
@@ -120,17 +122,27 @@ def new_model(cfg: TrainConfig) -> tuple[str, nn.Module]:
     # Rebuilt from its own hparams first, so defaults added since it was saved count as its values.
     hparams = {k: v for k, v in build_model(init["arch"], scale=cfg.scale, **hparams).hparams.items()}
     changed = {k for k, v in cfg.model.items() if hparams.get(k, False if k in _HEADS else None) != v}
-    if changed - {"act", *_HEADS} or any(not cfg.model[k] for k in changed & _HEADS):
+    to_edge_blocks = "block" in changed and (hparams["block"], cfg.model["block"]) == ("conv", "ecb")
+    if (
+        changed - {"act", "block", *_HEADS}
+        or any(not cfg.model[k] for k in changed & _HEADS)
+        or ("block" in changed and not to_edge_blocks)
+    ):
         raise UsageError(f"init-from holds {init['arch']} {hparams}; this run asks for {arch} {cfg.model}")
     hparams.pop("scale")
     model = build_model(init["arch"], scale=cfg.scale, **{**hparams, **cfg.model})
     state = dict(init.get("ema") or init["model"])
     if changed & _HEADS:
         state.update(_tail_with_heads(model, state))
+    if to_edge_blocks:
+        state = model.adopt_plain_state(state)
     missing, unexpected = model.load_state_dict(state, strict=not changed)
     modules = dict(model.named_modules())
-    for key in [*missing, *unexpected]:  # only activation parameters (PReLU slopes) may be dropped
+    for key in [*missing, *unexpected]:
+        if to_edge_blocks and key in missing and model.new_branch_parameter(key):
+            continue  # the branches edge blocks add start fresh
         if not isinstance(modules.get(key.rpartition(".")[0]), nn.PReLU | nn.LeakyReLU):
+            # only activation parameters (PReLU slopes) may be dropped or start fresh
             raise UsageError(f"init-from: weight {key} does not fit the new activation")
     return init["arch"], model
 

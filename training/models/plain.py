@@ -3,6 +3,13 @@
 Every conv runs at input resolution, the upsampling is a pixel shuffle, and the net only learns the
 residual over an upsampled copy of its input, so an untrained net (zero-initialised tail) is exactly
 that upsampling. No final activation: the runtime clips to 0..1.
+
+`block="ecb"` trains every head and body conv as ECBSR's edge-oriented convolution block (Zhang et al.,
+2021): a 3x3 conv plus a 1x1-expand-3x3 branch and 1x1 branches into fixed Sobel-x, Sobel-y and
+Laplacian filters with learned per-channel scales. All branches are linear, so they sum to one 3x3 conv:
+the forward pass merges them first and runs that conv (training costs about what the plain net does), and
+`deployed()` hands the exporter the plain net with the merged kernels - the same inference graph and
+speed, a different (over-parameterised) path through training.
 """
 
 from __future__ import annotations
@@ -64,8 +71,79 @@ def _activation(act: str, channels: int) -> nn.Module:
     return nn.PReLU(channels) if act == "prelu" else nn.LeakyReLU(ACTIVATIONS[act])
 
 
+BLOCKS = ("conv", "ecb")
+# Fixed 3x3 filters of the ECB's edge branches: Sobel-x, Sobel-y, Laplacian.
+EDGE_FILTERS = (
+    ((1.0, 0.0, -1.0), (2.0, 0.0, -2.0), (1.0, 0.0, -1.0)),
+    ((1.0, 2.0, 1.0), (0.0, 0.0, 0.0), (-1.0, -2.0, -1.0)),
+    ((0.0, 1.0, 0.0), (1.0, -4.0, 1.0), (0.0, 1.0, 0.0)),
+)
+
+
+class EdgeConv(nn.Module):
+    """ECBSR's edge-oriented block as one 3x3 conv (zero padding) whose kernel is the sum of its branches:
+
+    - `conv`: a plain 3x3 conv (the whole block at initialisation);
+    - 1x1 conv to `expand` x out channels, then 3x3 (`expand_weight`, zero at initialisation). The 1x1
+      output is bias-padded before the 3x3 (as ECBSR does), which is what makes the merge exact at borders;
+    - three 1x1 convs, each into a fixed filter (Sobel-x, Sobel-y, Laplacian) scaled per channel
+      (`edge_scale`, zero at initialisation).
+
+    So a fresh block computes exactly what its `conv` does, and `kernel()` is its exact 3x3 equivalent.
+    """
+
+    def __init__(self, cin: int, cout: int, *, expand: int = 2):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1)
+        self.expand = nn.Conv2d(cin, cout * expand, 1)
+        self.expand_weight = nn.Parameter(torch.zeros(cout, cout * expand, 3, 3))
+        self.expand_bias = nn.Parameter(torch.zeros(cout))
+        self.edge = nn.Conv2d(cin, 3 * cout, 1)
+        # 1-D (branch-major) so the optimiser treats the scales as it does biases: no weight decay.
+        self.edge_scale = nn.Parameter(torch.zeros(3 * cout))
+        self.edge_bias = nn.Parameter(torch.zeros(cout))
+        self.register_buffer("filters", torch.tensor(EDGE_FILTERS), persistent=False)
+
+    def kernel(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weight, bias) of the 3x3 conv this block equals, in fp32 whatever the autocast."""
+        with torch.autocast(self.conv.weight.device.type, enabled=False):
+            cout, cin = self.conv.out_channels, self.conv.in_channels
+            weight, bias = self.conv.weight.float(), self.conv.bias.float()
+            # 1x1 then 3x3: W[o, i] = sum_m W3[o, m] W1[m, i]; the 1x1's bias b1 passes through the 3x3
+            # as sum_{m,k} W3[o, m, k] b1[m] (exact because the 1x1's output is padded with b1 itself).
+            w3 = self.expand_weight.float()
+            weight = weight + torch.einsum("omkl,mi->oikl", w3, self.expand.weight.float()[:, :, 0, 0])
+            bias = bias + self.expand_bias.float() + torch.einsum("omkl,m->o", w3, self.expand.bias.float())
+            # 1x1 into a fixed filter F scaled by s: W[o, i] = s[o] F W1[o, i]; the filters sum to 0, so
+            # the 1x1's bias adds nothing (its output bias-padded here too).
+            scale = self.edge_scale.float().view(3, cout)
+            w1 = self.edge.weight.float()[:, :, 0, 0].view(3, cout, cin)
+            weight = weight + torch.einsum("eo,ekl,eoi->oikl", scale, self.filters.float(), w1)
+            bias = bias + self.edge_bias.float()
+        return weight, bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = self.kernel()
+        return F.conv2d(x, weight.to(x.dtype), bias.to(x.dtype), padding=1)
+
+    def branches(self, x: torch.Tensor) -> torch.Tensor:
+        """The same output computed branch by branch, as ECBSR trains it (for tests)."""
+        out = self.conv(x)
+        expanded = F.pad(F.conv2d(x, self.expand.weight), (1, 1, 1, 1)) + self.expand.bias.view(1, -1, 1, 1)
+        out = out + F.conv2d(expanded, self.expand_weight, self.expand_bias)
+        cout = self.conv.out_channels
+        edges = F.pad(F.conv2d(x, self.edge.weight), (1, 1, 1, 1)) + self.edge.bias.view(1, -1, 1, 1)
+        for e in range(3):
+            part = edges[:, e * cout : (e + 1) * cout]
+            scale = self.edge_scale[e * cout : (e + 1) * cout].view(-1, 1, 1, 1)
+            filt = self.filters[e].expand(cout, 1, 3, 3) * scale
+            out = out + F.conv2d(part, filt, groups=cout)
+        return out + self.edge_bias.view(1, -1, 1, 1)
+
+
 class PlainSR(nn.Module):
-    """conv-PReLU head, `convs` conv-PReLU body layers of `channels`, conv + pixel shuffle tail."""
+    """conv-PReLU head, `convs` conv-PReLU body layers of `channels`, conv + pixel shuffle tail; head and
+    body convs trained as plain convs or as edge-oriented blocks (`block`)."""
 
     size_multiple = 1
 
@@ -78,8 +156,11 @@ class PlainSR(nn.Module):
         skip: str = "bicubic",
         tail_init: float = 0.0,
         act: str = "prelu",
+        block: str = "conv",
     ):
         super().__init__()
+        if block not in BLOCKS:
+            raise ValueError(f"block must be one of {', '.join(BLOCKS)}, got {block!r}")
         if skip not in ("nearest", "bicubic"):
             raise ValueError(f"skip must be 'nearest' or 'bicubic', got {skip!r}")
         if act not in ACTIVATIONS:
@@ -92,18 +173,24 @@ class PlainSR(nn.Module):
             "skip": skip,
             "tail_init": tail_init,
             "act": act,
+            "block": block,
         }
-        layers: list[nn.Module] = [nn.Conv2d(3, channels, 3, padding=1), _activation(act, channels)]
+
+        def conv(cin: int) -> nn.Module:
+            return EdgeConv(cin, channels) if block == "ecb" else nn.Conv2d(cin, channels, 3, padding=1)
+
+        layers: list[nn.Module] = [conv(3), _activation(act, channels)]
         for _ in range(convs):
-            layers += [nn.Conv2d(channels, channels, 3, padding=1), _activation(act, channels)]
+            layers += [conv(channels), _activation(act, channels)]
         self.body = nn.Sequential(*layers)
         # He init for the activation's negative slope: PyTorch's default conv init shrinks the signal ~2x
         # per layer, so a 13-layer body starts with features ~1e-4 and the net never leaves its bicubic
-        # skip (seen here).
-        for conv in self.body:
-            if isinstance(conv, nn.Conv2d):
-                nn.init.kaiming_normal_(conv.weight, a=ACTIVATIONS[act], nonlinearity="leaky_relu")
-                nn.init.zeros_(conv.bias)
+        # skip (seen here). An edge block's other branches start at zero, so it starts as this conv.
+        for layer in self.body:
+            plain = layer.conv if isinstance(layer, EdgeConv) else layer
+            if isinstance(plain, nn.Conv2d):
+                nn.init.kaiming_normal_(plain.weight, a=ACTIVATIONS[act], nonlinearity="leaky_relu")
+                nn.init.zeros_(plain.bias)
         self.tail = nn.Conv2d(channels, 3 * scale * scale, 3, padding=1)
         self.shuffle = nn.PixelShuffle(scale)
         self.bicubic = BicubicUpsample(scale) if scale > 1 and skip == "bicubic" else None
@@ -122,3 +209,34 @@ class PlainSR(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.shuffle(self.tail(self.body(x))) + self.upsample(x)
+
+    def deployed(self) -> PlainSR:
+        """The net to export: itself, or for `block="ecb"` the plain-conv net with each block's merged
+        kernel (the same function, up to fp32 rounding)."""
+        if self.hparams["block"] == "conv":
+            return self
+        blocks = {name: m for name, m in self.named_modules() if isinstance(m, EdgeConv)}
+        state = {k: v for k, v in self.state_dict().items() if not any(k.startswith(f"{b}.") for b in blocks)}
+        for name, block in blocks.items():
+            state[f"{name}.weight"], state[f"{name}.bias"] = (t.detach() for t in block.kernel())
+        plain = PlainSR(**{**self.hparams, "block": "conv"}).to(self.tail.weight.device)
+        plain.load_state_dict(state)
+        return plain
+
+    def adopt_plain_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A plain-conv net's weights renamed for this net's edge blocks (they go to each block's `conv`
+        branch; the other branches keep their zero start, so the net starts as the plain one)."""
+        blocks = {n for n, m in self.named_modules() if isinstance(m, EdgeConv)}
+        renamed = {}
+        for key, value in state.items():
+            owner, _, leaf = key.rpartition(".")
+            renamed[f"{owner}.conv.{leaf}" if owner in blocks else key] = value
+        return renamed
+
+    def new_branch_parameter(self, key: str) -> bool:
+        """Whether `key` is one of the branches an edge block adds to a plain conv (not its `conv`)."""
+        return any(
+            key.startswith(f"{n}.") and not key.startswith(f"{n}.conv.")
+            for n, m in self.named_modules()
+            if isinstance(m, EdgeConv)
+        )

@@ -117,6 +117,19 @@ def test_conv_bicubic_equals_torch_bicubic(scale: int) -> None:
     assert "weight" not in up.state_dict()  # checkpoints of older nets still load
 
 
+def test_bicubic_skip_stays_fp32_under_bf16_autocast() -> None:
+    """In bf16 the taps' rounding brightened the skip by ~0.2 levels, which the net learned to undo and
+    then applied at fp32 inference as a darkening."""
+    from photosr.training.models.plain import BicubicUpsample
+
+    up = BicubicUpsample(4)
+    x = torch.rand(1, 3, 20, 20) * 0.5 + 0.25
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = up(x)
+    assert y.dtype == torch.float32
+    assert torch.allclose(y, up(x), atol=1e-6)
+
+
 def test_mask_head_adds_a_mask_channel_and_passes_clean_pixels_through() -> None:
     """RGB = input + m * correction, m = sigmoid in 0..1 as a 4th channel; at init the input, m = 0.5."""
     model = build_model("resunet", scale=1, channels=[8, 16], blocks=1, unshuffle=2, mask_head=True).eval()

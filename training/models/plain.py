@@ -57,8 +57,14 @@ class BicubicUpsample(nn.Module):
         self.register_buffer("weight", weight, persistent=False)  # derived, not part of checkpoints
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        padded = F.pad(x, (2, 2, 2, 2), mode="replicate")
-        return F.pixel_shuffle(F.conv2d(padded, self.weight.to(x.dtype).unsqueeze(1), groups=3), self.scale)
+        # Always fp32: under bf16 autocast the rounded taps of a phase sum to 1.0008-1.0021, so the skip
+        # brightened mid-grey by ~0.2 levels in a pattern that repeats every `scale` pixels, and 8-bit
+        # inputs lost up to half a level. The net learned to undo that, and at fp32 inference its outputs
+        # came out ~0.3-0.6 levels dark (seen on upscale-x4).
+        with torch.autocast(x.device.type, enabled=False):
+            padded = F.pad(x.float(), (2, 2, 2, 2), mode="replicate")
+            out = F.conv2d(padded, self.weight.float().unsqueeze(1), groups=3)
+        return F.pixel_shuffle(out, self.scale)
 
 
 # Activation -> its negative slope at init. "leaky" (fixed slope, as ESRGAN) exports as LeakyRelu, which

@@ -37,11 +37,13 @@ from photosr.plugins import Plugin, PluginRegistry
 PHOTOS = Path("/work/shared/data/train/wikipedia50")
 ONE_MP = (1000, 1000)
 TWELVE_MP = (4000, 3000)
-# (task, scale) -> (input size, target seconds per photo from issue 5)
+# (task, scale) -> (input size, target seconds per photo from issues 5 and 6)
 TARGETS: dict[tuple[str, int], tuple[tuple[int, int], float | None]] = {
     ("upscale", 2): (ONE_MP, 3.0),
     ("upscale", 4): (ONE_MP, 8.0),
     ("restore", 1): (TWELVE_MP, 15.0),
+    ("colorize", 1): (TWELVE_MP, 10.0),
+    ("dewatermark", 1): (TWELVE_MP, 15.0),
 }
 QUALITY = 95
 

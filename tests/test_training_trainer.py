@@ -105,6 +105,11 @@ def test_init_from_a_plugin_folder_starts_from_its_weights(photos: Path, tmp_pat
         assert torch.equal(value, weights[key]), key
     with pytest.raises(UsageError, match="init-from holds resunet"):
         Trainer(_cfg(photos, arch="plain", model={}, init_from=str(tmp_path / "plugin")), tmp_path / "c")
+    with pytest.raises(UsageError, match="init-from holds resunet"):  # edge blocks are for plain nets
+        Trainer(
+            _cfg(photos, arch="auto", model={"block": "ecb"}, init_from=str(tmp_path / "plugin")),
+            tmp_path / "d",
+        )
 
 
 def test_init_from_may_swap_prelu_for_a_fused_leaky_relu(photos: Path, tmp_path: Path) -> None:

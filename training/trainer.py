@@ -122,7 +122,7 @@ def new_model(cfg: TrainConfig) -> tuple[str, nn.Module]:
     # Rebuilt from its own hparams first, so defaults added since it was saved count as its values.
     hparams = {k: v for k, v in build_model(init["arch"], scale=cfg.scale, **hparams).hparams.items()}
     changed = {k for k, v in cfg.model.items() if hparams.get(k, False if k in _HEADS else None) != v}
-    to_edge_blocks = "block" in changed and (hparams["block"], cfg.model["block"]) == ("conv", "ecb")
+    to_edge_blocks = "block" in changed and (hparams.get("block"), cfg.model["block"]) == ("conv", "ecb")
     if (
         changed - {"act", "block", *_HEADS}
         or any(not cfg.model[k] for k in changed & _HEADS)

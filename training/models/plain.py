@@ -221,7 +221,7 @@ class PlainSR(nn.Module):
         kernel (the same function, up to fp32 rounding)."""
         if self.hparams["block"] == "conv":
             return self
-        blocks = {name: m for name, m in self.named_modules() if isinstance(m, EdgeConv)}
+        blocks = self._edge_blocks()
         state = {k: v for k, v in self.state_dict().items() if not any(k.startswith(f"{b}.") for b in blocks)}
         for name, block in blocks.items():
             state[f"{name}.weight"], state[f"{name}.bias"] = (t.detach() for t in block.kernel())
@@ -232,7 +232,7 @@ class PlainSR(nn.Module):
     def adopt_plain_state(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """A plain-conv net's weights renamed for this net's edge blocks (they go to each block's `conv`
         branch; the other branches keep their zero start, so the net starts as the plain one)."""
-        blocks = {n for n, m in self.named_modules() if isinstance(m, EdgeConv)}
+        blocks = self._edge_blocks()
         renamed = {}
         for key, value in state.items():
             owner, _, leaf = key.rpartition(".")
@@ -241,8 +241,8 @@ class PlainSR(nn.Module):
 
     def new_branch_parameter(self, key: str) -> bool:
         """Whether `key` is one of the branches an edge block adds to a plain conv (not its `conv`)."""
-        return any(
-            key.startswith(f"{n}.") and not key.startswith(f"{n}.conv.")
-            for n, m in self.named_modules()
-            if isinstance(m, EdgeConv)
-        )
+        return any(key.startswith(f"{n}.") and not key.startswith(f"{n}.conv.") for n in self._edge_blocks())
+
+    def _edge_blocks(self) -> dict[str, EdgeConv]:
+        """The edge blocks by module name ("body.0", "body.2", ...); empty for `block="conv"`."""
+        return {name: m for name, m in self.named_modules() if isinstance(m, EdgeConv)}

@@ -169,6 +169,31 @@ def test_init_from_may_retrain_a_plain_net_as_edge_blocks(photos: Path, tmp_path
         )
 
 
+def test_init_from_another_scale_lends_a_plain_net_its_body(photos: Path, tmp_path: Path) -> None:
+    """A x4 net's head and body start a x2 run (edge blocks and a leaky activation too); the x2 tail is
+    fresh, so the new net starts as exactly the x2 bicubic skip. U-Nets do not change scale."""
+    plain = {"task": "upscale", "recipe": "bicubic", "arch": "plain", "patch": 8}
+    x4 = train(_cfg(photos, **plain, scale=4, model={"channels": 8, "convs": 2}, steps=2), tmp_path / "a")
+    weights = load_checkpoint(x4.checkpoint)["ema"]
+    x2 = Trainer(
+        _cfg(photos, **plain, scale=2, model={"act": "leaky", "block": "ecb"}, init_from=str(x4.checkpoint)),
+        tmp_path / "b",
+    ).model
+    assert x2.hparams["scale"] == 2 and x2.hparams["channels"] == 8 and x2.hparams["convs"] == 2
+    state = x2.state_dict()
+    assert torch.equal(state["body.2.conv.weight"], weights["body.2.weight"])
+    assert state["tail.weight"].shape[0] == 3 * 2 * 2 and not state["tail.weight"].any()
+    x = torch.rand(1, 3, 10, 10)
+    with torch.no_grad():
+        assert torch.allclose(x2.eval()(x), x2.upsample(x), atol=1e-6)
+    restore = train(_cfg(photos), tmp_path / "c")
+    with pytest.raises(UsageError, match="x1 model; this run is x2"):
+        Trainer(
+            _cfg(photos, task="upscale", scale=2, recipe="bicubic", init_from=str(restore.checkpoint)),
+            tmp_path / "d",
+        )
+
+
 def test_init_from_may_add_a_mask_head_to_a_restoration_unet(photos: Path, tmp_path: Path) -> None:
     """Body and RGB tail carry over; the mask rows start at zero; the run trains on overlay masks."""
     unet = {

@@ -109,13 +109,18 @@ def new_model(cfg: TrainConfig) -> tuple[str, nn.Module]:
     a plain net may train on as edge blocks (`model={block="ecb"}`: the convs become the blocks' 3x3
     branches, the other branches start at zero); and a 1x U-Net may gain a mask head
     (`model={mask_head=true}`) and an overlay inversion (`invert=true`): its tail keeps the weights it
-    has, the new channels start as a fresh model's do."""
+    has, the new channels start as a fresh model's do. A plain upscaler may also start a run at another
+    scale: head and body carry over, the tail starts fresh."""
     arch = default_arch(cfg.task) if cfg.arch == "auto" else cfg.arch
     if not cfg.init_from:
         return arch, build_model(arch, scale=cfg.scale, **cfg.model)
     init = load_checkpoint(cfg.init_from)
     hparams = dict(init["hparams"])
-    if hparams.pop("scale") != cfg.scale:
+    # A plain upscaler's head and body work at the input's resolution whatever the scale, so another
+    # scale's net lends them (as EDSR starts x4 from x2); only the tail, which makes scale^2 sub-pixels
+    # per channel, starts fresh - at zero, so training starts at this scale's bicubic skip.
+    rescaled = hparams.pop("scale") != cfg.scale
+    if rescaled and init["arch"] != "plain":
         raise UsageError(f"init-from is a x{init['hparams']['scale']} model; this run is x{cfg.scale}")
     if cfg.arch not in ("auto", init["arch"]):
         raise UsageError(f"init-from holds {init['arch']} {hparams}; this run asks for {arch} {cfg.model}")
@@ -132,13 +137,17 @@ def new_model(cfg: TrainConfig) -> tuple[str, nn.Module]:
     hparams.pop("scale")
     model = build_model(init["arch"], scale=cfg.scale, **{**hparams, **cfg.model})
     state = dict(init.get("ema") or init["model"])
+    if rescaled:
+        state = {k: v for k, v in state.items() if not k.startswith("tail.")}
     if changed & _HEADS:
         state.update(_tail_with_heads(model, state))
     if to_edge_blocks:
         state = model.adopt_plain_state(state)
-    missing, unexpected = model.load_state_dict(state, strict=not changed)
+    missing, unexpected = model.load_state_dict(state, strict=not (changed or rescaled))
     modules = dict(model.named_modules())
     for key in [*missing, *unexpected]:
+        if rescaled and key in missing and key.startswith("tail."):
+            continue  # the new scale's tail keeps its fresh (zero) start
         if to_edge_blocks and key in missing and model.new_branch_parameter(key):
             continue  # the branches edge blocks add start fresh
         if not isinstance(modules.get(key.rpartition(".")[0]), nn.PReLU | nn.LeakyReLU):

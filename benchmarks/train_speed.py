@@ -23,7 +23,7 @@ from photosr.training.trainer import build_optimizer
 # name, arch, scale, hyperparameters, input patch side
 CASES = [
     ("plain x4 (upscale-x4)", "plain", 4, {"channels": 48, "convs": 12}, 48),
-    ("plain x2 (upscale-x2)", "plain", 2, {"channels": 40, "convs": 9}, 48),
+    ("plain x2 (upscale-x2)", "plain", 2, {"channels": 48, "convs": 12, "act": "leaky", "block": "ecb"}, 64),
     ("resunet 1x", "resunet", 1, {}, 64),
     ("effunet 1x (encoder trainable)", "effunet", 1, {}, 64),
 ]

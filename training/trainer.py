@@ -116,16 +116,17 @@ def new_model(cfg: TrainConfig) -> tuple[str, nn.Module]:
         return arch, build_model(arch, scale=cfg.scale, **cfg.model)
     init = load_checkpoint(cfg.init_from)
     hparams = dict(init["hparams"])
-    # A plain upscaler's head and body work at the input's resolution whatever the scale, so another
-    # scale's net lends them (as EDSR starts x4 from x2); only the tail, which makes scale^2 sub-pixels
-    # per channel, starts fresh - at zero, so training starts at this scale's bicubic skip.
     rescaled = hparams.pop("scale") != cfg.scale
-    if rescaled and init["arch"] != "plain":
-        raise UsageError(f"init-from is a x{init['hparams']['scale']} model; this run is x{cfg.scale}")
     if cfg.arch not in ("auto", init["arch"]):
         raise UsageError(f"init-from holds {init['arch']} {hparams}; this run asks for {arch} {cfg.model}")
     # Rebuilt from its own hparams first, so defaults added since it was saved count as its values.
-    hparams = {k: v for k, v in build_model(init["arch"], scale=cfg.scale, **hparams).hparams.items()}
+    own = build_model(init["arch"], scale=cfg.scale, **hparams)
+    # A net that names its scale-specific weights lends the others to a run at another scale (as EDSR
+    # starts x4 from x2); those start fresh (a plain net's zero tail: this scale's bicubic skip).
+    scale_specific = tuple(getattr(own, "scale_specific", ()))
+    if rescaled and not scale_specific:
+        raise UsageError(f"init-from is a x{init['hparams']['scale']} model; this run is x{cfg.scale}")
+    hparams = dict(own.hparams)
     changed = {k for k, v in cfg.model.items() if hparams.get(k, False if k in _HEADS else None) != v}
     to_edge_blocks = "block" in changed and (hparams.get("block"), cfg.model["block"]) == ("conv", "ecb")
     if (
@@ -138,7 +139,7 @@ def new_model(cfg: TrainConfig) -> tuple[str, nn.Module]:
     model = build_model(init["arch"], scale=cfg.scale, **{**hparams, **cfg.model})
     state = dict(init.get("ema") or init["model"])
     if rescaled:
-        state = {k: v for k, v in state.items() if not k.startswith("tail.")}
+        state = {k: v for k, v in state.items() if not k.startswith(scale_specific)}
     if changed & _HEADS:
         state.update(_tail_with_heads(model, state))
     if to_edge_blocks:
@@ -146,8 +147,8 @@ def new_model(cfg: TrainConfig) -> tuple[str, nn.Module]:
     missing, unexpected = model.load_state_dict(state, strict=not (changed or rescaled))
     modules = dict(model.named_modules())
     for key in [*missing, *unexpected]:
-        if rescaled and key in missing and key.startswith("tail."):
-            continue  # the new scale's tail keeps its fresh (zero) start
+        if rescaled and key in missing and key.startswith(scale_specific):
+            continue  # this scale's own weights keep their fresh start
         if to_edge_blocks and key in missing and model.new_branch_parameter(key):
             continue  # the branches edge blocks add start fresh
         if not isinstance(modules.get(key.rpartition(".")[0]), nn.PReLU | nn.LeakyReLU):

@@ -152,6 +152,9 @@ class PlainSR(nn.Module):
     body convs trained as plain convs or as edge-oriented blocks (`block`)."""
 
     size_multiple = 1
+    # Weights that depend on the scale (the tail makes scale^2 sub-pixels per channel). Head and body
+    # work at the input's resolution whatever the scale, so `--init-from` another scale's net lends them.
+    scale_specific = ("tail.",)
 
     def __init__(
         self,

@@ -234,6 +234,29 @@ def test_init_from_may_add_a_mask_head_to_a_restoration_unet(photos: Path, tmp_p
     assert torch.all(bias[16:20] == -4.0) and not bias[20:].any()  # opacity starts low, colour at 0
 
 
+def test_init_from_may_grow_a_unet_deeper_from_the_same_function(photos: Path, tmp_path: Path) -> None:
+    """blocks 1 -> 2: every weight carries over, the added ResBlocks start as the identity, so the deeper
+    net computes what the trained one did; fewer blocks would drop trained weights and is refused."""
+    unet = {"model": {"channels": [8, 16], "blocks": 1, "unshuffle": 2}}
+    first = train(_cfg(photos, **unet, steps=2), tmp_path / "a")
+    weights = load_checkpoint(first.checkpoint)["ema"]
+    deeper = Trainer(_cfg(photos, model={"blocks": 2}, init_from=str(first.checkpoint)), tmp_path / "b")
+    state = deeper.model.state_dict()
+    assert deeper.model.hparams["blocks"] == 2 and set(weights) < set(state)
+    for key, value in weights.items():
+        assert torch.equal(state[key], value), key
+    added = sorted(set(state) - set(weights))
+    assert added and all(".1.conv" in key for key in added)  # the second block of each stage
+    shallow = Trainer(_cfg(photos, **unet, init_from=str(first.checkpoint)), tmp_path / "c").model
+    x = torch.rand(1, 3, 20, 28)
+    with torch.no_grad():
+        assert torch.allclose(deeper.model.eval()(x), shallow.eval()(x), atol=1e-6)
+        assert not torch.allclose(shallow(x), x, atol=1e-4)  # trained: not the untrained identity
+    result = deeper.fit()
+    with pytest.raises(UsageError, match="init-from holds resunet"):
+        Trainer(_cfg(photos, model={"blocks": 1}, init_from=str(result.checkpoint)), tmp_path / "d")
+
+
 @pytest.mark.parametrize("task", ["restore", "colorize", "dewatermark"])
 def test_every_task_preset_trains(photos: Path, tmp_path: Path, task: str) -> None:
     """Each 1x task's default crappification feeds the loop (inputs and targets the same size)."""

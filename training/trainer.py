@@ -109,8 +109,10 @@ def new_model(cfg: TrainConfig) -> tuple[str, nn.Module]:
     a plain net may train on as edge blocks (`model={block="ecb"}`: the convs become the blocks' 3x3
     branches, the other branches start at zero); and a 1x U-Net may gain a mask head
     (`model={mask_head=true}`) and an overlay inversion (`invert=true`): its tail keeps the weights it
-    has, the new channels start as a fresh model's do. A plain upscaler may also start a run at another
-    scale: head and body carry over, the tail starts fresh."""
+    has, the new channels start as a fresh model's do; it may also grow deeper (`model={blocks=N}`, more
+    than it has): the added ResBlocks start as the identity, so training resumes from the same function.
+    A plain upscaler may also start a run at another scale: head and body carry over, the tail starts
+    fresh."""
     arch = default_arch(cfg.task) if cfg.arch == "auto" else cfg.arch
     if not cfg.init_from:
         return arch, build_model(arch, scale=cfg.scale, **cfg.model)
@@ -129,8 +131,12 @@ def new_model(cfg: TrainConfig) -> tuple[str, nn.Module]:
     hparams = dict(own.hparams)
     changed = {k for k, v in cfg.model.items() if hparams.get(k, False if k in _HEADS else None) != v}
     to_edge_blocks = "block" in changed and (hparams.get("block"), cfg.model["block"]) == ("conv", "ecb")
+    old_blocks = hparams.get("blocks", 0)
+    deeper = (
+        "blocks" in changed and hasattr(own, "added_block_parameter") and cfg.model["blocks"] > old_blocks
+    )
     if (
-        changed - {"act", "block", *_HEADS}
+        changed - {"act", "block", *_HEADS, *(["blocks"] if deeper else [])}
         or any(not cfg.model[k] for k in changed & _HEADS)
         or ("block" in changed and not to_edge_blocks)
     ):
@@ -151,6 +157,8 @@ def new_model(cfg: TrainConfig) -> tuple[str, nn.Module]:
             continue  # this scale's own weights keep their fresh start
         if to_edge_blocks and key in missing and model.new_branch_parameter(key):
             continue  # the branches edge blocks add start fresh
+        if deeper and key in missing and model.added_block_parameter(key, old_blocks):
+            continue  # the blocks a deeper U-Net adds start as the identity
         if not isinstance(modules.get(key.rpartition(".")[0]), nn.PReLU | nn.LeakyReLU):
             # only activation parameters (PReLU slopes) may be dropped or start fresh
             raise UsageError(f"init-from: weight {key} does not fit the new activation")

@@ -123,6 +123,18 @@ class ResUNet(nn.Module):
         if self.invert:  # start with (almost) no overlay: opacity MAX_ALPHA * sigmoid(-4) = 0.017
             nn.init.constant_(self.tail.bias[4 * rows : 5 * rows], ALPHA_INIT_LOGIT)
 
+    def added_block_parameter(self, key: str, blocks: int) -> bool:
+        """Whether `key` belongs to a ResBlock past the first `blocks` of its stage: what a net of this
+        shape with `blocks` per stage lacks. Grown from such a net, those blocks start as the identity
+        (their second conv is zero), so the deeper net starts as exactly the net it grew from."""
+        stage, _, rest = key.partition(".")
+        if stage in ("down_blocks", "up_blocks"):
+            rest = rest.partition(".")[2]  # drop the level
+        elif stage != "middle":
+            return False
+        index = rest.partition(".")[0]
+        return index.isdigit() and int(index) >= blocks
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         padded, h, w = pad_to_multiple(x, self.size_multiple)
         feats = self.head(F.pixel_unshuffle(padded, self.unshuffle) if self.unshuffle > 1 else padded)

@@ -132,9 +132,7 @@ def new_model(cfg: TrainConfig) -> tuple[str, nn.Module]:
     changed = {k for k, v in cfg.model.items() if hparams.get(k, False if k in _HEADS else None) != v}
     to_edge_blocks = "block" in changed and (hparams.get("block"), cfg.model["block"]) == ("conv", "ecb")
     old_blocks = hparams.get("blocks", 0)
-    deeper = (
-        "blocks" in changed and hasattr(own, "added_block_parameter") and cfg.model["blocks"] > old_blocks
-    )
+    deeper = "blocks" in changed and getattr(own, "grows_deeper", False) and cfg.model["blocks"] > old_blocks
     if (
         changed - {"act", "block", *_HEADS, *(["blocks"] if deeper else [])}
         or any(not cfg.model[k] for k in changed & _HEADS)
@@ -151,13 +149,14 @@ def new_model(cfg: TrainConfig) -> tuple[str, nn.Module]:
     if to_edge_blocks:
         state = model.adopt_plain_state(state)
     missing, unexpected = model.load_state_dict(state, strict=not (changed or rescaled))
+    added_blocks = set(model.state_dict()) - set(own.state_dict()) if deeper else set()
     modules = dict(model.named_modules())
     for key in [*missing, *unexpected]:
         if rescaled and key in missing and key.startswith(scale_specific):
             continue  # this scale's own weights keep their fresh start
         if to_edge_blocks and key in missing and model.new_branch_parameter(key):
             continue  # the branches edge blocks add start fresh
-        if deeper and key in missing and model.added_block_parameter(key, old_blocks):
+        if key in missing and key in added_blocks:
             continue  # the blocks a deeper U-Net adds start as the identity
         if not isinstance(modules.get(key.rpartition(".")[0]), nn.PReLU | nn.LeakyReLU):
             # only activation parameters (PReLU slopes) may be dropped or start fresh

@@ -70,6 +70,10 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, int, 
 class ResUNet(nn.Module):
     """U-Net of ResBlocks; `channels` gives the width of each level (len(channels) - 1 downsamplings)."""
 
+    # A fresh ResBlock is the identity (its second conv is zero), so `--init-from` a net with fewer
+    # `blocks` per stage starts a deeper one as exactly that net: the added blocks change nothing yet.
+    grows_deeper = True
+
     def __init__(
         self,
         *,
@@ -122,18 +126,6 @@ class ResUNet(nn.Module):
         nn.init.zeros_(self.tail.bias)
         if self.invert:  # start with (almost) no overlay: opacity MAX_ALPHA * sigmoid(-4) = 0.017
             nn.init.constant_(self.tail.bias[4 * rows : 5 * rows], ALPHA_INIT_LOGIT)
-
-    def added_block_parameter(self, key: str, blocks: int) -> bool:
-        """Whether `key` belongs to a ResBlock past the first `blocks` of its stage: what a net of this
-        shape with `blocks` per stage lacks. Grown from such a net, those blocks start as the identity
-        (their second conv is zero), so the deeper net starts as exactly the net it grew from."""
-        stage, _, rest = key.partition(".")
-        if stage in ("down_blocks", "up_blocks"):
-            rest = rest.partition(".")[2]  # drop the level
-        elif stage != "middle":
-            return False
-        index = rest.partition(".")[0]
-        return index.isdigit() and int(index) >= blocks
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         padded, h, w = pad_to_multiple(x, self.size_multiple)

@@ -84,6 +84,10 @@ def test_custom_crappify_file_trains_and_plugin_runs(photo_dirs, tmp_path: Path)
     assert "darken" in manifest and "source_sha256" in manifest and "command" in manifest
     assert 'recipe = "noise10-jpeg30"' in manifest
     assert (plugin / "README.md").is_file() and (plugin / "sheet.png").is_file()
+    # The run folder records the command too, so a later `photosr export RUN` card still says how to retrain.
+    _run_cli(["export", str(run_dir), "--out", str(tmp_path / "again")])
+    card = (tmp_path / "again" / "README.md").read_text()
+    assert "- command: `photosr train " in card and f"{script}:darken" in card
 
     # The plugin through the real runtime CLI equals the PyTorch model on the same photo.
     src = val_dir / "sub" / "p0.png"
@@ -127,13 +131,14 @@ def test_resume_continues_from_the_same_step(photo_dirs, tmp_path: Path) -> None
         task="upscale", scale=2, data=(str(train_dir),), recipe="upscale", arch="plain",
         model={"channels": 8, "convs": 1}, steps=6, patch=16, batch_size=2, workers=0, threads=1, log_every=2,
     )  # fmt: skip
-    first = train(cfg, tmp_path / "run")
+    first = train(cfg, tmp_path / "run", command="photosr train --steps 6")
     assert first.step == 6
     saved = load_checkpoint(tmp_path / "run" / "last.pt")
     more = TrainConfig(**{**cfg.__dict__, "steps": 10})
-    second = train(more, tmp_path / "run", resume=True)
+    second = train(more, tmp_path / "run", resume=True, command="photosr train --resume run")
     assert second.step == 10  # 4 more steps, not 10 from scratch
     resumed = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert resumed["command"] == "photosr train --steps 6"  # the command that started the run
     assert resumed["history"]["step"][:3] == saved["history"]["step"] == [2, 4, 6]
     assert resumed["history"]["step"][3:] == [8, 10]
     assert not torch.equal(resumed["model"]["tail.weight"], saved["model"]["tail.weight"])

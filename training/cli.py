@@ -164,15 +164,14 @@ def train(ctx: click.Context, config_file, resume, run_dir, out, eval_limit, **_
     try:
         cfg = build_config(ctx, config_file, resume)
         run_dir = resume or run_dir or Path("runs") / f"{cfg.plugin_name}-{time.strftime('%Y%m%d-%H%M%S')}"
-        result = run_training(cfg, run_dir, resume=resume is not None, callback=_Progress())
+        result = run_training(
+            cfg, run_dir, resume=resume is not None, callback=_Progress(), command=_command_line(ctx)
+        )
         if not ddp.DistContext.from_env().is_main:
             return ddp.shutdown()
         click.echo("", err=True)
-        from .checkpoint import load_checkpoint
-
-        payload = load_checkpoint(result.checkpoint) | {"command": _command_line(ctx)}
         _manifest, table = publish_plugin(
-            payload, out, val=cfg.val, recipe=cfg.val_recipe, limit=eval_limit, threads=cfg.threads
+            result.checkpoint, out, val=cfg.val, recipe=cfg.val_recipe, limit=eval_limit, threads=cfg.threads
         )
         ddp.shutdown()
     except PhotosrError as err:

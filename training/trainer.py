@@ -210,9 +210,16 @@ class Trainer:
     """Holds the pieces of a run; `fit()` is the loop."""
 
     def __init__(
-        self, cfg: TrainConfig, run_dir: Path, *, resume: bool = False, callback: Callback | None = None
+        self,
+        cfg: TrainConfig,
+        run_dir: Path,
+        *,
+        resume: bool = False,
+        callback: Callback | None = None,
+        command: str = "",
     ):
         self.cfg, self.run_dir, self.callback = cfg, Path(run_dir), callback
+        self.command = command  # the command line that started the run, for the plugin's model card
         self.dist = ddp.DistContext.from_env()
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -246,6 +253,7 @@ class Trainer:
             self.critic.load_state_dict(payload["critic"])
             self.critic_opt.load_state_dict(payload["critic_optimizer"])
         self.state = RunState(int(payload["step"]), float(payload["seconds"]), payload["history"])
+        self.command = payload.get("command") or self.command  # a resume continues the run that was started
 
     def load_data(self) -> torch.utils.data.DataLoader:
         cfg = self.cfg
@@ -413,6 +421,7 @@ class Trainer:
             "seconds": self.state.seconds,
             "history": self.state.history,
             "metrics": self.last_metrics,
+            "command": self.command,
         }
         if self.ema:
             extra["ema"] = self.ema.model.state_dict()
@@ -458,10 +467,15 @@ class Trainer:
 
 
 def train(
-    cfg: TrainConfig, run_dir: Path, *, resume: bool = False, callback: Callback | None = None
+    cfg: TrainConfig,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    callback: Callback | None = None,
+    command: str = "",
 ) -> TrainResult:
     """Train one run to its budget; `resume` continues `run_dir/last.pt` from its step."""
-    return Trainer(cfg, run_dir, resume=resume, callback=callback).fit()
+    return Trainer(cfg, run_dir, resume=resume, callback=callback, command=command).fit()
 
 
 __all__ = [

@@ -26,6 +26,7 @@ from photosr.plugins import Plugin, load_manifest  # noqa: E402
 
 TINY = {
     "plain": {"channels": 8, "convs": 2},
+    "plain-unshuffle": {"channels": 8, "convs": 2, "unshuffle": 2},
     "resunet": {"channels": [8, 16], "blocks": 1},
     "effunet": {"depth": 2, "decoder": [8, 16], "full_res": 8, "pretrained": False},
 }
@@ -43,7 +44,7 @@ def _randomised(model: torch.nn.Module) -> torch.nn.Module:
 @pytest.mark.parametrize("arch", sorted(TINY))
 def test_onnx_convention_and_parity(arch: str, tmp_path: Path) -> None:
     scale = 1 if arch == "effunet" else 2
-    model = _randomised(build_model(arch, scale=scale, **TINY[arch]))
+    model = _randomised(build_model(arch.split("-")[0], scale=scale, **TINY[arch]))
     path = export_onnx(model, tmp_path / "m.onnx")
     proto = onnx.load(str(path))
     assert proto.opset_import[0].version >= 17

@@ -12,6 +12,7 @@ from photosr.errors import UsageError  # noqa: E402
 
 TINY = {
     "plain": {"channels": 8, "convs": 2},
+    "plain-unshuffle": {"channels": 8, "convs": 2, "unshuffle": 2},
     "resunet": {"channels": [8, 16, 24], "blocks": 1},
     "resunet-unshuffle": {"channels": [8, 16], "blocks": 1, "unshuffle": 2},
     "effunet": {"depth": 3, "decoder": [8, 16, 24], "full_res": 8, "pretrained": False},
@@ -63,6 +64,30 @@ def test_unshuffle_runs_the_unet_at_lower_resolution() -> None:
     ratio = gflops_per_megapixel(folded) / gflops_per_megapixel(full)
     assert 0.2 < ratio < 0.35, ratio
     assert folded.size_multiple == 4
+
+
+def test_unshuffle_gives_a_plain_net_width_for_the_same_flops() -> None:
+    """A plain x2 body at half resolution and twice the width: the same FLOPs, 4x the body's weights."""
+    from photosr.training.export import gflops_per_megapixel
+
+    full = build_model("plain", scale=2, channels=16, convs=12)
+    folded = build_model("plain", scale=2, channels=32, convs=12, unshuffle=2)
+    ratio = gflops_per_megapixel(folded) / gflops_per_megapixel(full)
+    assert 1.0 < ratio < 1.1, ratio  # the head and tail, which see 4x the channels, cost the difference
+    assert count_parameters(folded) > 3.5 * count_parameters(full)
+    assert folded.size_multiple == 2 and full.size_multiple == 1
+    # Each output pixel sees twice as far: a change at one input pixel reaches farther in the output.
+    reach = []
+    for model in (full, folded):
+        model = _perturbed(model).eval()
+        x = torch.rand(1, 3, 64, 64)
+        y = x.clone()
+        y[..., 32, 32] += 0.5
+        with torch.no_grad():
+            diff = (model(y) - model(x)).abs().sum(dim=(0, 1, 2))  # per output column
+        columns = torch.nonzero(diff > 1e-6).flatten()
+        reach.append(int(columns.max() - columns.min()))
+    assert reach[1] >= 1.8 * reach[0], reach
 
 
 def test_gradients_reach_every_layer_within_three_steps() -> None:
@@ -204,9 +229,9 @@ def test_edge_block_is_one_3x3_conv_that_starts_as_its_plain_branch() -> None:
 
 
 def test_ecb_plain_net_deploys_as_the_plain_net_with_merged_kernels() -> None:
-    model = _perturbed(build_model("plain", scale=2, channels=8, convs=2, block="ecb")).eval()
+    model = _perturbed(build_model("plain", scale=2, channels=8, convs=2, block="ecb", unshuffle=2)).eval()
     deployed = model.deployed()
-    reference = build_model("plain", scale=2, channels=8, convs=2)
+    reference = build_model("plain", scale=2, channels=8, convs=2, unshuffle=2)
     assert deployed.hparams == {**model.hparams, "block": "conv"}
     assert count_parameters(deployed) == count_parameters(reference) < count_parameters(model)
     assert not any(isinstance(m, type(model.body[0])) for m in deployed.modules())

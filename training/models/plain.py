@@ -10,6 +10,11 @@ Laplacian filters with learned per-channel scales. All branches are linear, so t
 the forward pass merges them first and runs that conv (training costs about what the plain net does), and
 `deployed()` hands the exporter the plain net with the merged kernels - the same inference graph and
 speed, a different (over-parameterised) path through training.
+
+`unshuffle=f` folds each f x f block of input pixels into channels before the head (as Real-ESRGAN's x2
+net does) and the tail unfolds them again with the upscaling: the body then runs at 1/f of the input's
+resolution, so `channels` f times wider cost the same FLOPs for f^2 times the weights and an f times
+wider receptive field. Inputs are padded to a multiple of f.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .resunet import pad_to_multiple
 
 
 def bicubic_taps(scale: int, a: float = -0.75) -> torch.Tensor:
@@ -166,15 +173,19 @@ class PlainSR(nn.Module):
         tail_init: float = 0.0,
         act: str = "prelu",
         block: str = "conv",
+        unshuffle: int = 1,
     ):
         super().__init__()
+        if unshuffle < 1:
+            raise ValueError(f"unshuffle must be >= 1, got {unshuffle}")
         if block not in BLOCKS:
             raise ValueError(f"block must be one of {', '.join(BLOCKS)}, got {block!r}")
         if skip not in ("nearest", "bicubic"):
             raise ValueError(f"skip must be 'nearest' or 'bicubic', got {skip!r}")
         if act not in ACTIVATIONS:
             raise ValueError(f"act must be one of {', '.join(ACTIVATIONS)}, got {act!r}")
-        self.scale, self.skip = scale, skip
+        self.scale, self.skip, self.unshuffle = scale, skip, unshuffle
+        self.size_multiple = unshuffle
         self.hparams = {
             "scale": scale,
             "channels": channels,
@@ -183,12 +194,13 @@ class PlainSR(nn.Module):
             "tail_init": tail_init,
             "act": act,
             "block": block,
+            "unshuffle": unshuffle,
         }
 
         def conv(cin: int) -> nn.Module:
             return EdgeConv(cin, channels) if block == "ecb" else nn.Conv2d(cin, channels, 3, padding=1)
 
-        layers: list[nn.Module] = [conv(3), _activation(act, channels)]
+        layers: list[nn.Module] = [conv(3 * unshuffle * unshuffle), _activation(act, channels)]
         for _ in range(convs):
             layers += [conv(channels), _activation(act, channels)]
         self.body = nn.Sequential(*layers)
@@ -200,8 +212,8 @@ class PlainSR(nn.Module):
             if isinstance(plain, nn.Conv2d):
                 nn.init.kaiming_normal_(plain.weight, a=ACTIVATIONS[act], nonlinearity="leaky_relu")
                 nn.init.zeros_(plain.bias)
-        self.tail = nn.Conv2d(channels, 3 * scale * scale, 3, padding=1)
-        self.shuffle = nn.PixelShuffle(scale)
+        self.tail = nn.Conv2d(channels, 3 * (scale * unshuffle) ** 2, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(scale * unshuffle)
         self.bicubic = BicubicUpsample(scale) if scale > 1 and skip == "bicubic" else None
         # tail_init 0: training starts exactly at the plain upsampling. A small non-zero tail (e.g. 0.1 x
         # the default init) lets gradients reach the body from the first step.
@@ -217,7 +229,11 @@ class PlainSR(nn.Module):
         return self.bicubic(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.shuffle(self.tail(self.body(x))) + self.upsample(x)
+        if self.unshuffle == 1:
+            return self.shuffle(self.tail(self.body(x))) + self.upsample(x)
+        padded, h, w = pad_to_multiple(x, self.unshuffle)
+        residual = self.shuffle(self.tail(self.body(F.pixel_unshuffle(padded, self.unshuffle))))
+        return residual[..., : h * self.scale, : w * self.scale] + self.upsample(x)
 
     def deployed(self) -> PlainSR:
         """The net to export: itself, or for `block="ecb"` the plain-conv net with each block's merged

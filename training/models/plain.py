@@ -158,9 +158,9 @@ class PlainSR(nn.Module):
     """conv-PReLU head, `convs` conv-PReLU body layers of `channels`, conv + pixel shuffle tail; head and
     body convs trained as plain convs or as edge-oriented blocks (`block`)."""
 
-    size_multiple = 1
     # Weights that depend on the scale (the tail makes scale^2 sub-pixels per channel). Head and body
-    # work at the input's resolution whatever the scale, so `--init-from` another scale's net lends them.
+    # work at the input's resolution (1/unshuffle of it) whatever the scale, so `--init-from` another
+    # scale's net lends them.
     scale_specific = ("tail.",)
 
     def __init__(
@@ -229,7 +229,7 @@ class PlainSR(nn.Module):
         return self.bicubic(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.unshuffle == 1:
+        if self.unshuffle == 1:  # the bundled upscalers' graph: no pad, unshuffle or crop ops
             return self.shuffle(self.tail(self.body(x))) + self.upsample(x)
         padded, h, w = pad_to_multiple(x, self.unshuffle)
         residual = self.shuffle(self.tail(self.body(F.pixel_unshuffle(padded, self.unshuffle))))

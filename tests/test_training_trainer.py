@@ -133,10 +133,8 @@ def test_init_from_may_swap_prelu_for_a_fused_leaky_relu(photos: Path, tmp_path:
     export_plugin(result.checkpoint, tmp_path / "plugin")
     ops = {node.op_type for node in onnx.load(tmp_path / "plugin" / "model.onnx").graph.node}
     assert "LeakyRelu" in ops and "PRelu" not in ops
-    with pytest.raises(UsageError, match="init-from holds plain"):
-        Trainer(
-            _cfg(photos, **plain, model={"channels": 16}, init_from=str(first.checkpoint)), tmp_path / "c"
-        )
+    with pytest.raises(UsageError, match="init-from holds plain"):  # other shapes: narrower, shallower
+        Trainer(_cfg(photos, **plain, model={"convs": 2}, init_from=str(first.checkpoint)), tmp_path / "c")
 
 
 def test_init_from_may_retrain_a_plain_net_as_edge_blocks(photos: Path, tmp_path: Path) -> None:
@@ -163,9 +161,54 @@ def test_init_from_may_retrain_a_plain_net_as_edge_blocks(photos: Path, tmp_path
     assert manifest["training"]["hparams"]["block"] == "ecb"
     ops = [node.op_type for node in onnx.load(tmp_path / "plugin" / "model.onnx").graph.node]
     assert ops.count("Conv") == 3 + 1  # head, body, tail + the bicubic skip's fixed conv
-    with pytest.raises(UsageError, match="init-from holds plain"):  # blocks do not go back to plain convs
+    back = Trainer(
+        _cfg(photos, **plain, model={"block": "conv"}, init_from=str(result.checkpoint)), tmp_path / "d"
+    ).model  # and back to plain convs: the blocks' merged kernels
+    assert back.hparams["block"] == "conv"
+    trained = load_checkpoint(result.checkpoint)
+    blocks = Trainer(_cfg(photos, **plain, model={}, init_from=str(result.checkpoint)), tmp_path / "e").model
+    assert blocks.hparams["block"] == "ecb" and trained["hparams"]["block"] == "ecb"
+    with torch.no_grad():
+        assert torch.allclose(back.eval()(x), blocks.eval()(x), atol=1e-6)
+
+
+def test_init_from_may_widen_a_plain_net_from_the_same_function(photos: Path, tmp_path: Path) -> None:
+    """channels 8 -> 12: old weights keep their place, the added channels start unread (zero columns in
+    the next conv and the tail), so the wider net computes what the trained one did - then it trains
+    them. Narrower would drop trained weights, and widening does not combine with a change of scale."""
+    plain = {"task": "upscale", "scale": 2, "recipe": "bicubic", "arch": "plain", "patch": 8}
+    first = train(
+        _cfg(photos, **plain, model={"channels": 8, "convs": 2, "block": "ecb"}, steps=3), tmp_path / "a"
+    )
+    narrow = Trainer(_cfg(photos, **plain, model={}, init_from=str(first.checkpoint)), tmp_path / "b").model
+    narrow = narrow.deployed()
+    wide = Trainer(
+        _cfg(photos, **plain, model={"channels": 12, "block": "conv"}, init_from=str(first.checkpoint)),
+        tmp_path / "c",
+    )
+    state, old = wide.model.state_dict(), narrow.state_dict()
+    assert wide.model.hparams["channels"] == 12 and state["body.2.weight"].shape == (12, 12, 3, 3)
+    assert torch.equal(state["body.2.weight"][:8, :8], old["body.2.weight"])
+    assert not state["body.2.weight"][:, 8:].any() and not state["tail.weight"][:, 8:].any()
+    assert state["body.2.weight"][8:].abs().sum() > 0  # the added channels compute something
+    x = torch.rand(1, 3, 10, 10)
+    with torch.no_grad():
+        before = narrow.eval()(x)
+        assert not torch.allclose(before, narrow.upsample(x), atol=1e-4)  # a trained net, not the skip
+        assert torch.allclose(wide.model.eval()(x), before, atol=1e-6)
+    wide.fit()
+    assert wide.model.state_dict()["tail.weight"][:, 8:].any()  # the new channels are read now
+    edge = Trainer(
+        _cfg(photos, **plain, model={"channels": 12}, init_from=str(first.checkpoint)), tmp_path / "d"
+    ).model  # still edge blocks: the widened convs are their 3x3 branches
+    with torch.no_grad():
+        assert edge.hparams["block"] == "ecb" and torch.allclose(edge.eval()(x), before, atol=1e-6)
+    with pytest.raises(UsageError, match="init-from holds plain"):
+        Trainer(_cfg(photos, **plain, model={"channels": 4}, init_from=str(first.checkpoint)), tmp_path / "e")
+    with pytest.raises(UsageError, match="init-from holds plain"):
         Trainer(
-            _cfg(photos, **plain, model={"block": "conv"}, init_from=str(result.checkpoint)), tmp_path / "d"
+            _cfg(photos, **{**plain, "scale": 4}, model={"channels": 12}, init_from=str(first.checkpoint)),
+            tmp_path / "f",
         )
 
 

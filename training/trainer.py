@@ -107,10 +107,13 @@ def new_model(cfg: TrainConfig) -> tuple[str, nn.Module]:
     unless the config names a different one - an error, since the weights would not fit). Only the
     activation may change (`model={act="leaky"}`): the convs' weights carry over and the net fine-tunes;
     a plain net may train on as edge blocks (`model={block="ecb"}`: the convs become the blocks' 3x3
-    branches, the other branches start at zero); and a 1x U-Net may gain a mask head
+    branches, the other branches start at zero) and an edge-block net as plain convs (`block="conv"`:
+    the blocks' merged kernels); and a 1x U-Net may gain a mask head
     (`model={mask_head=true}`) and an overlay inversion (`invert=true`): its tail keeps the weights it
     has, the new channels start as a fresh model's do; it may also grow deeper (`model={blocks=N}`, more
     than it has): the added ResBlocks start as the identity, so training resumes from the same function.
+    A plain net may grow wider (`model={channels=N}`): the added channels start unread (see
+    `PlainSR.widened_state`), so it too resumes from the same function.
     A plain upscaler may also start a run at another scale: head and body carry over, the tail starts
     fresh."""
     arch = default_arch(cfg.task) if cfg.arch == "auto" else cfg.arch
@@ -131,12 +134,20 @@ def new_model(cfg: TrainConfig) -> tuple[str, nn.Module]:
     hparams = dict(own.hparams)
     changed = {k for k, v in cfg.model.items() if hparams.get(k, False if k in _HEADS else None) != v}
     to_edge_blocks = "block" in changed and (hparams.get("block"), cfg.model["block"]) == ("conv", "ecb")
+    to_plain_convs = "block" in changed and (hparams.get("block"), cfg.model["block"]) == ("ecb", "conv")
     old_blocks = hparams.get("blocks", 0)
     deeper = "blocks" in changed and getattr(own, "grows_deeper", False) and cfg.model["blocks"] > old_blocks
+    wider = (
+        "channels" in changed
+        and hasattr(own, "widened_state")
+        and isinstance(cfg.model["channels"], int)
+        and cfg.model["channels"] > hparams["channels"]
+    )
     if (
-        changed - {"act", "block", *_HEADS, *(["blocks"] if deeper else [])}
+        changed - {"act", "block", *_HEADS, *(["blocks"] if deeper else []), *(["channels"] if wider else [])}
+        or ((wider or to_plain_convs) and rescaled)
         or any(not cfg.model[k] for k in changed & _HEADS)
-        or ("block" in changed and not to_edge_blocks)
+        or ("block" in changed and not (to_edge_blocks or to_plain_convs))
     ):
         raise UsageError(f"init-from holds {init['arch']} {hparams}; this run asks for {arch} {cfg.model}")
     hparams.pop("scale")
@@ -146,7 +157,10 @@ def new_model(cfg: TrainConfig) -> tuple[str, nn.Module]:
         state = {k: v for k, v in state.items() if not k.startswith(scale_specific)}
     if changed & _HEADS:
         state.update(_tail_with_heads(model, state))
-    if to_edge_blocks:
+    if wider or to_plain_convs:  # merged edge blocks; added channels start unread: the same function
+        own.load_state_dict(state)
+        state = model.widened_state(own)
+    elif to_edge_blocks:
         state = model.adopt_plain_state(state)
     missing, unexpected = model.load_state_dict(state, strict=not (changed or rescaled))
     added_blocks = set(model.state_dict()) - set(own.state_dict()) if deeper else set()
@@ -154,7 +168,7 @@ def new_model(cfg: TrainConfig) -> tuple[str, nn.Module]:
     for key in [*missing, *unexpected]:
         if rescaled and key in missing and key.startswith(scale_specific):
             continue  # this scale's own weights keep their fresh start
-        if to_edge_blocks and key in missing and model.new_branch_parameter(key):
+        if (to_edge_blocks or wider) and key in missing and model.new_branch_parameter(key):
             continue  # the branches edge blocks add start fresh
         if key in missing and key in added_blocks:
             continue  # the blocks a deeper U-Net adds start as the identity

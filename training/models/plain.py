@@ -258,6 +258,24 @@ class PlainSR(nn.Module):
             renamed[f"{owner}.conv.{leaf}" if owner in blocks else key] = value
         return renamed
 
+    def widened_state(self, narrow: PlainSR) -> dict[str, torch.Tensor]:
+        """`narrow`'s function in this wider net's weights (same scale, convs and unshuffle; this net's
+        `channels` >= its): each conv's old channels keep their weights in its first rows and columns;
+        the added output rows keep this net's fresh init (the new channels compute something), and the
+        added input columns of the next conv and the tail are zero, so nothing reads them yet and the
+        wider net starts as exactly `narrow`. Plain-conv names (an edge-block net is merged first); an
+        edge-block net adopts them with `adopt_plain_state`."""
+        old, fresh = narrow.deployed().state_dict(), self.deployed().state_dict()
+        state = {}
+        for key, target in fresh.items():
+            target = target.detach().clone()
+            source = old[key]
+            if key.endswith(".weight") and target.ndim == 4:
+                target[:, source.shape[1] :] = 0  # inputs from the added channels: not read yet
+            target[tuple(slice(0, n) for n in source.shape)] = source
+            state[key] = target
+        return self.adopt_plain_state(state) if self.hparams["block"] == "ecb" else state
+
     def new_branch_parameter(self, key: str) -> bool:
         """Whether `key` is one of the branches an edge block adds to a plain conv (not its `conv`)."""
         return any(key.startswith(f"{n}.") and not key.startswith(f"{n}.conv.") for n in self._edge_blocks())

@@ -41,6 +41,8 @@ from photosr.errors import EngineError, UsageError
 logger = logging.getLogger("photosr.engine")
 
 DEVICES = ("auto", "cpu", "cuda")
+# Which model file of a plugin runs: "auto" = its int8 model on CPU-only providers when it has one.
+PRECISIONS = ("auto", "fp32", "int8")
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 # Default overlap when neither the options nor the plugin give one (input pixels).
@@ -63,16 +65,23 @@ _OOM_MARKERS = (
 
 @dataclass(frozen=True)
 class EngineOptions:
-    """How models run. `threads` 0 = all cores; `tile` 0 = automatic; `tile_overlap` None = plugin default."""
+    """How models run. `threads` 0 = all cores; `tile` 0 = automatic; `tile_overlap` None = plugin default.
+
+    `precision` picks a plugin's model file (`Plugin.model_path_for`): "fp32" the manifest's `file`,
+    "int8" its `int8_file` when it has one, "auto" the int8 file only when the providers are CPU-only.
+    """
 
     device: str = "auto"
     threads: int = 0
     tile: int = 0
     tile_overlap: int | None = None
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
             raise UsageError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.threads < 0:
             raise UsageError(f"threads must be >= 0 (0 = all cores), got {self.threads}")
         if self.tile < 0:
@@ -466,6 +475,7 @@ def estimate_tiles(
 __all__ = [
     "DEFAULT_OVERLAP",
     "MIN_TILE",
+    "PRECISIONS",
     "EngineOptions",
     "ModelSession",
     "auto_tile_size",

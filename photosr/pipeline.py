@@ -29,6 +29,7 @@ from photosr.tasks import TASKS, ColorizeTask, DewatermarkTask, ModelRunner, Run
 FORMATS = ("keep", "png", "jpeg", "webp", "tiff")
 _FORMAT_ALIASES = {"jpg": "jpeg", "tif": "tiff"}
 DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "int8")  # photosr.engine.PRECISIONS, kept here so options stay light
 Status = Literal["ok", "failed", "skipped"]
 
 
@@ -39,6 +40,8 @@ class ProcessOptions:
     `plugins` are plugin names or folder paths, matched in order to the tasks that need a model, or
     given as "task=NAME". `tile`/`tile_overlap` of None mean the plugin's manifest defaults; `render_size`
     None means the colorize plugin's default; `max_pixels` None means photosr.io's default limit.
+    `precision` picks each plugin's model file: "auto" = its int8 model when running on CPU only and it
+    ships one, "fp32" = always the full-precision model, "int8" = the int8 model wherever there is one.
     """
 
     tasks: tuple[str, ...] = ("restore",)
@@ -56,6 +59,7 @@ class ProcessOptions:
     save_mask: bool = False
     skip_existing: bool = False
     device: str = "auto"
+    precision: str = "auto"
     threads: int = 0
     tile: int | None = None
     tile_overlap: int | None = None
@@ -103,6 +107,10 @@ def _option_problems(o: ProcessOptions) -> Iterable[str]:
         (0.0 <= o.strength <= 1.0, f"strength must be between 0 and 1, got {o.strength!r}"),
         (o.render_size is None or o.render_size >= 0, f"render size must be >= 0, got {o.render_size!r}"),
         (o.device in DEVICES, f"device must be one of {', '.join(DEVICES)}, got {o.device!r}"),
+        (
+            o.precision in PRECISIONS,
+            f"precision must be one of {', '.join(PRECISIONS)}, got {o.precision!r}",
+        ),
         (o.threads >= 0, f"threads must be >= 0, got {o.threads!r}"),
         (o.tile is None or o.tile >= 0, f"tile must be >= 0 (0 = automatic), got {o.tile!r}"),
         (o.tile_overlap is None or o.tile_overlap >= 0, f"tile overlap must be >= 0, got {o.tile_overlap!r}"),
@@ -210,7 +218,9 @@ class Pipeline:
                 yield _Step(task, None)
                 continue
             plugin = self._plugin_for(name, chosen.get(index))
-            plugin.verify()  # a corrupt model fails the whole run up front, not each photo in turn
+            # A corrupt model fails the whole run up front, not each photo in turn - the file that will
+            # actually run (fp32 or int8).
+            plugin.verify(plugin.model_path_for(self._engine_options()))
             if name == "colorize" and o.render_size is None:
                 task = build_task(name, render_size=plugin.manifest.model.render_size)
             yield _Step(task, self._runner_for(plugin, task), plugin)
@@ -250,14 +260,18 @@ class Pipeline:
         )
         raise UsageError(f"no plugin for task {task!r}{at}; installed: {installed or 'none'}")
 
-    def _runner_for(self, plugin: Any, task: Task) -> ModelRunner:
+    def _engine_options(self) -> Any:
         from photosr.engine import EngineOptions
 
+        o = self.options
+        return EngineOptions(device=o.device, threads=o.threads, precision=o.precision)
+
+    def _runner_for(self, plugin: Any, task: Task) -> ModelRunner:
         o = self.options
         key = Path(plugin.folder).resolve()
         if key not in self._sessions:
             # Lazy: the session is created on the first photo and shared by every step using the plugin.
-            self._sessions[key] = plugin.session(EngineOptions(device=o.device, threads=o.threads))
+            self._sessions[key] = plugin.session(self._engine_options())
         model = plugin.manifest.model
         # None = the plugin's default; an explicit 0 = automatic (not the plugin's tile).
         tile = model.tile if o.tile is None else o.tile

@@ -351,7 +351,7 @@ def test_cli_list_table(shelf):
     result = _cli("list")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].split() == ["NAME", "VERSION", "TASK", "SCALE", "SOURCE", "FOLDER"]
+    assert lines[0].split() == ["NAME", "VERSION", "TASK", "SCALE", "INT8", "SOURCE", "FOLDER"]
     assert lines[1].split()[:4] == ["restore-1", "1.0.0", "restore", "1"]
     assert lines[2].split()[:4] == ["up-x2", "1.0.0", "upscale", "2"]
     assert str(shelf / "up-x2") in lines[2]

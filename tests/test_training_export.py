@@ -128,3 +128,78 @@ def test_export_command_from_a_run_folder(tmp_path: Path) -> None:
     assert "s per 1-MP input" in (tmp_path / "p" / "README.md").read_text()
     missing = CliRunner().invoke(main, ["export", str(tmp_path), "--out", str(tmp_path / "q")])
     assert missing.exit_code == 1 and "no checkpoint here" in missing.output
+
+
+def _tiny_x2_checkpoint(tmp_path: Path, data: Path) -> Path:
+    cfg = TrainConfig(
+        task="upscale", scale=2, data=(str(data),), recipe="upscale", arch="plain", model=TINY["plain"]
+    )
+    model = _randomised(build_model("plain", scale=2, **TINY["plain"]))
+    return save_checkpoint(tmp_path / "c.pt", cfg=cfg, arch="plain", model=model, step=5)
+
+
+@pytest.fixture
+def smooth_photos(tmp_path: Path) -> Path:
+    """Smooth gradients with some texture: calibration ranges like a photo's, unlike pure noise."""
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[0:96, 0:112] / 100.0
+    for i in range(4):
+        rgb = np.stack([xx * (i + 1) % 1, yy, 0.5 + 0.3 * np.sin(6 * xx + i)], -1) * 200
+        rgb += rng.normal(0, 6, rgb.shape)
+        Image.fromarray(np.clip(rgb, 0, 255).astype(np.uint8)).save(folder / f"{i}.png")
+    return folder
+
+
+def test_int8_copy_quantizes_the_convs_and_is_what_runs_on_cpu(tmp_path: Path, smooth_photos: Path) -> None:
+    from photosr.training.export import INT8_FILE, publish_plugin, sha256_of
+
+    from photosr.engine import EngineOptions
+
+    ckpt = _tiny_x2_checkpoint(tmp_path, smooth_photos)
+    manifest, table = publish_plugin(ckpt, tmp_path / "p", val=smooth_photos, int8=True, name="tiny-x2")
+    folder = tmp_path / "p"
+    assert manifest["model"]["int8_file"] == INT8_FILE
+    assert manifest["model"]["int8_sha256"] == sha256_of(folder / INT8_FILE)
+    graph = onnx.load(str(folder / INT8_FILE)).graph
+    weights = {i.name for i in graph.initializer}
+    convs = {n.name: n for n in graph.node if n.op_type == "Conv"}
+    tail = next(n for name, n in convs.items() if name.startswith("/tail/"))
+    body = [n for name, n in convs.items() if name.startswith("/body/")]
+    assert tail.input[1] in weights  # the output conv keeps its float weights
+    assert body and all(n.input[1] not in weights for n in body)  # body weights come through DequantizeLinear
+    assert 30 < manifest["metrics"]["int8_vs_fp32_psnr"] < 90  # close, and not the same model
+    assert "| tiny-x2 |" in table and "| tiny-x2 (fp32) |" in table
+    assert "int8 copy `model.int8.onnx`" in (folder / "README.md").read_text()
+    plugin = Plugin(folder)
+    assert plugin.model_path_for(EngineOptions(device="cpu")) == folder / INT8_FILE
+    from PIL import Image
+
+    x = np.asarray(Image.open(smooth_photos / "3.png"), np.float32)[:24, :20] / 255  # in calibrated range
+    outputs = [
+        plugin.infer(plugin.session(EngineOptions(device="cpu", precision=p)), x) for p in ("int8", "fp32")
+    ]
+    assert outputs[0].shape == outputs[1].shape == (48, 40, 3)
+    assert 0 < np.abs(outputs[0] - outputs[1]).max() < 0.1
+
+
+def test_quantize_command_adds_an_int8_model_to_a_plugin_folder(tmp_path: Path, smooth_photos: Path) -> None:
+    from click.testing import CliRunner
+
+    from photosr.cli import main
+
+    export_plugin(_tiny_x2_checkpoint(tmp_path, tmp_path / "gone"), tmp_path / "p")
+    before = load_manifest(tmp_path / "p")
+    assert before.model.int8_file == ""
+    missing = CliRunner().invoke(main, ["quantize", str(tmp_path / "p")])  # training data not on this machine
+    assert missing.exit_code == 1 and "give --data" in missing.output
+    result = CliRunner().invoke(main, ["quantize", str(tmp_path / "p"), "--data", str(smooth_photos)])
+    assert result.exit_code == 0, result.output
+    assert "model.int8.onnx" in result.output and "dB" in result.output
+    after = load_manifest(tmp_path / "p")
+    assert after.model.int8_file == "model.int8.onnx" and after.model.sha256 == before.model.sha256
+    assert after.training == before.training and after.metrics["int8_vs_fp32_psnr"] > 30
+    Plugin(tmp_path / "p").verify(tmp_path / "p" / "model.int8.onnx")

@@ -18,6 +18,11 @@ from photosr.errors import PhotosrError, UsageError
 from .cli_crappify import crappify
 from .config import TrainConfig, config_from_dict, load_config
 
+INT8_HELP = (
+    "Also write an int8 copy of the model (convs quantized, calibrated on the training photos), which"
+    " photosr run uses on CPU: 2.5-3x faster. The table then scores both."
+)
+
 # CLI option -> TrainConfig field, for options that are plain overrides.
 _OVERRIDES = {
     "task": "task",
@@ -154,8 +159,9 @@ class _Progress:
 @click.option(
     "--eval-limit", type=int, default=0, help="Score on only this many validation photos (0 = all)."
 )
+@click.option("--int8", is_flag=True, help=INT8_HELP)
 @click.pass_context
-def train(ctx: click.Context, config_file, resume, run_dir, out, eval_limit, **_options) -> None:
+def train(ctx: click.Context, config_file, resume, run_dir, out, eval_limit, int8, **_options) -> None:
     """Train a model on photos damaged by a crappification, then write a plugin folder for `photosr run`."""
     from . import ddp
     from .export import publish_plugin
@@ -171,8 +177,9 @@ def train(ctx: click.Context, config_file, resume, run_dir, out, eval_limit, **_
             return ddp.shutdown()
         click.echo("", err=True)
         _manifest, table = publish_plugin(
-            result.checkpoint, out, val=cfg.val, recipe=cfg.val_recipe, limit=eval_limit, threads=cfg.threads
-        )
+            result.checkpoint, out, val=cfg.val, recipe=cfg.val_recipe, limit=eval_limit, threads=cfg.threads,
+            int8=int8,
+        )  # fmt: skip
         ddp.shutdown()
     except PhotosrError as err:
         raise click.ClickException(str(err)) from err
@@ -199,6 +206,7 @@ def train(ctx: click.Context, config_file, resume, run_dir, out, eval_limit, **_
 @click.option("--description", default="")
 @click.option("--time", "timing", is_flag=True, help="Time the plugin on a 1-MP photo for the model card.")
 @click.option("--threads", type=int, default=0, help="ONNX Runtime threads for scoring and timing (0 = all).")
+@click.option("--int8", is_flag=True, help=INT8_HELP)
 def export(
     checkpoint: Path,
     out: Path,
@@ -210,6 +218,7 @@ def export(
     description,
     timing,
     threads,
+    int8,
 ) -> None:
     """Export a training checkpoint (or run folder) as a plugin folder: ONNX, manifest, model card."""
     from .export import publish_plugin
@@ -217,7 +226,7 @@ def export(
     try:
         manifest, table = publish_plugin(
             checkpoint, out, val=val, recipe=recipe, limit=eval_limit, threads=threads, timing=timing,
-            name=name, version=version, description=description,
+            int8=int8, name=name, version=version, description=description,
         )  # fmt: skip
     except PhotosrError as err:
         raise click.ClickException(str(err)) from err
@@ -226,8 +235,49 @@ def export(
         f"{out}: {metrics['parameters']:,} parameters, {metrics['gflops_per_input_mp']} GFLOPs/input MP,"
         f" ONNX parity max abs diff {metrics['onnx_parity_max_abs_diff']:.2g}"
     )
+    if "int8_vs_fp32_psnr" in metrics:
+        click.echo(
+            f"int8 model {manifest['model']['int8_file']}: agrees with fp32 to {metrics['int8_vs_fp32_psnr']} dB"
+        )
     if table:
         click.echo(table)
+
+
+@click.command()
+@click.argument("plugin_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--data",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Photos to calibrate on (default: the plugin's training data, if this machine has it).",
+)
+@click.option("--recipe", help="Damage for the calibration inputs (default: the one the plugin trained on).")
+def quantize(plugin_dir: Path, data: tuple[Path, ...], recipe: str | None) -> None:
+    """Add an int8 copy of a plugin's model (convs quantized), which photosr run then uses on CPU.
+
+    The fp32 model stays (CUDA and `--precision fp32` use it); the manifest gains `int8_file` and
+    `int8_sha256`, and `metrics.int8_vs_fp32_psnr` says how closely the two agree.
+    """
+    from .data import resolve_crappifier
+    from .export import add_int8_model, calibration_inputs, read_manifest, write_manifest
+
+    try:
+        manifest = read_manifest(plugin_dir)
+        training, model = manifest.get("training", {}), manifest["model"]
+        folders = list(data) or [d for d in training.get("data", []) if Path(d).exists()]
+        if not folders:
+            raise UsageError("no calibration photos: the plugin's training data is not here; give --data")
+        trained = training.get("recipe")
+        recipe = recipe or (None if trained in (None, "", "(task preset)") else trained)
+        crappifier = resolve_crappifier(recipe, task=manifest["task"], scale=model.get("scale", 1))
+        inputs = calibration_inputs(
+            folders, crappifier, scale=model.get("scale", 1), multiple=model.get("size_multiple", 1)
+        )
+        agreement = add_int8_model(plugin_dir, manifest, inputs)
+        write_manifest(plugin_dir, manifest)
+    except PhotosrError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"{plugin_dir}: wrote {model['int8_file']}; agrees with the fp32 model to {agreement} dB PSNR")
 
 
 @click.command(name="eval")
@@ -251,4 +301,4 @@ def evaluate(plugin_dir: Path, data: Path, recipe: str | None, limit: int, threa
     click.echo(format_table(table))
 
 
-__all__ = ["crappify", "evaluate", "export", "train"]
+__all__ = ["crappify", "evaluate", "export", "quantize", "train"]

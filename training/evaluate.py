@@ -145,13 +145,16 @@ def torch_predictor(model: torch.nn.Module, *, device: str = "cpu") -> Predictor
     return predict
 
 
-def plugin_predictor(plugin_dir: str | Path, *, threads: int = 0) -> tuple[Predictor, Any]:
-    """Run an exported plugin through photosr's own engine (tiling included), as `photosr run` would."""
+def plugin_predictor(
+    plugin_dir: str | Path, *, threads: int = 0, precision: str = "auto"
+) -> tuple[Predictor, Any]:
+    """Run an exported plugin through photosr's own engine (tiling included), as `photosr run` would
+    on CPU (`precision` as its --precision)."""
     from photosr.engine import EngineOptions
     from photosr.plugins import Plugin
 
     plugin = Plugin(plugin_dir)
-    session = plugin.session(EngineOptions(device="cpu", threads=threads))
+    session = plugin.session(EngineOptions(device="cpu", threads=threads, precision=precision))
 
     def predict(lr: np.ndarray) -> np.ndarray:
         return plugin.infer(session, lr.astype(np.float32) / 255.0)[..., :MASK_CHANNEL]
@@ -170,21 +173,31 @@ def full_pairs(
 
 
 def evaluate_plugin(
-    plugin_dir: str | Path, data: str | Path, *, recipe: str | None = None, limit: int = 0, threads: int = 0
+    plugin_dir: str | Path,
+    data: str | Path,
+    *,
+    recipe: str | None = None,
+    limit: int = 0,
+    threads: int = 0,
+    precisions: Sequence[str] = ("auto",),
 ) -> dict[str, dict[str, float]]:
     """PSNR/SSIM of a plugin on a folder, against bicubic (upscale) or the damaged input (1x tasks).
 
     The degradation is `recipe`, else the one the plugin was trained with (its manifest's provenance).
+    One row per precision: the first is named after the plugin, the others "NAME (PRECISION)".
     """
     from .data import resolve_crappifier
 
-    predict, manifest = plugin_predictor(plugin_dir, threads=threads)
+    predictors = {}
+    for i, precision in enumerate(precisions):
+        predict, manifest = plugin_predictor(plugin_dir, threads=threads, precision=precision)
+        predictors[manifest.name if i == 0 else f"{manifest.name} ({precision})"] = predict
     if recipe is None:
         trained = dict(manifest.training).get("recipe")
         recipe = None if trained in (None, "", "(task preset)") else trained
     crappifier = resolve_crappifier(recipe, task=manifest.task, scale=manifest.model.scale)
     pairs = full_pairs(data, crappifier, scale=manifest.model.scale, limit=limit)
-    return score_pairs(pairs, {manifest.name: predict}, scale=manifest.model.scale)
+    return score_pairs(pairs, predictors, scale=manifest.model.scale)
 
 
 __all__ = [

@@ -17,10 +17,14 @@ _COMMANDS = {
         "photosr.training.cli:export",
         "Export a training checkpoint as a plugin folder (train extra).",
     ),
+    "quantize": (
+        "photosr.training.cli:quantize",
+        "Add an int8 copy of a plugin's model, 2.5-3x faster on CPU (train extra).",
+    ),
     "eval": ("photosr.training.cli:evaluate", "Score a plugin: PSNR/SSIM against bicubic (train extra)."),
     "crappify": ("photosr.training.cli:crappify", "Preview a crappification recipe (train extra)."),
 }
-_TRAINING = {"train", "export", "eval", "crappify"}
+_TRAINING = {"train", "export", "quantize", "eval", "crappify"}
 
 
 class _LazyGroup(click.Group):

@@ -30,7 +30,8 @@ def plugins() -> None:
 @plugins.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of a table.")
 def list_plugins(as_json: bool) -> None:
-    """Installed plugins: name, version, task, scale and folder; then any that could not be loaded."""
+    """Installed plugins: name, version, task, scale, int8 model, source and folder; then any that could
+    not be loaded."""
     registry = _registry()
     rows = [
         {
@@ -38,6 +39,7 @@ def list_plugins(as_json: bool) -> None:
             "version": p.manifest.version,
             "task": p.manifest.task,
             "scale": p.manifest.model.scale,
+            "int8": p.manifest.model.int8_file or None,
             "source": p.source,
             "folder": str(p.folder),
         }
@@ -64,8 +66,8 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
     if not rows:
         click.echo("no plugins installed (see PHOTOSR_PLUGIN_PATH or `photosr plugins --help`)")
         return
-    columns = ["name", "version", "task", "scale", "source", "folder"]
-    text = [[str(row[c]) for c in columns] for row in rows]
+    columns = ["name", "version", "task", "scale", "int8", "source", "folder"]
+    text = [["-" if row[c] is None else str(row[c]) for c in columns] for row in rows]
     widths = [max(len(c), *(len(r[i]) for r in text)) for i, c in enumerate(columns)]
     click.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
     for r in text:
@@ -84,6 +86,8 @@ def show(name: str, as_json: bool) -> None:
     data = plugin.manifest.to_dict()
     data["folder"] = str(plugin.folder)
     data["model_path"] = str(plugin.model_path)
+    int8 = plugin.int8_model_path
+    data["int8_model_path"] = str(int8) if int8 is not None else None
     data["model_card"] = str(plugin.model_card) if plugin.model_card else None
     if as_json:
         click.echo(json.dumps(data, indent=2))
@@ -103,7 +107,8 @@ def _print_mapping(data: dict[str, Any], indent: str = "") -> None:
 @plugins.command("verify")
 @click.argument("names", nargs=-1)
 def verify(names: tuple[str, ...]) -> None:
-    """Check model hashes of the named plugins (all when none given); exit 1 if any fails.
+    """Check model hashes (fp32 and int8 models) of the named plugins (all when none given); exit 1 if
+    any fails.
 
     With no names, plugins that could not be loaded at all count as failures too.
     """
@@ -118,7 +123,8 @@ def verify(names: tuple[str, ...]) -> None:
     for name in names or registry.names():
         try:
             plugin = registry.get(name)
-            plugin.verify(force=True)
+            for path in plugin.model_paths:
+                plugin.verify(path, force=True)
         except PluginError as err:
             click.echo(f"FAILED {name}: {err}")
             failures += 1

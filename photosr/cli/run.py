@@ -84,6 +84,14 @@ _FORMAT_CHOICES = click.Choice(["keep", "png", "jpeg", "jpg", "webp", "tiff", "t
     help="Dewatermark: also write <name>_mask.png of the overlays the model found.",
 )
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "int8"]),
+    default="auto",
+    show_default=True,
+    help="Model weights: auto = int8 on CPU when the plugin ships an int8 model, else fp32; "
+    "fp32 = always the full-precision model; int8 = the int8 model wherever the plugin has one.",
+)
 @click.option("--threads", type=click.IntRange(min=0), default=0, help="CPU threads for the model (0 = all).")
 @click.option("--tile", type=click.IntRange(min=0), help="Tile side in input pixels (0 = automatic).")
 @click.option("--tile-overlap", type=click.IntRange(min=0), help="Tile overlap in input pixels.")

@@ -27,7 +27,9 @@ How tiling works, and why:
 
 from __future__ import annotations
 
+import functools
 import logging
+import platform
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -94,6 +96,31 @@ def _ort_available() -> list[str]:
     import onnxruntime as ort
 
     return list(ort.get_available_providers())
+
+
+@functools.cache
+def cpu_int8_is_exact() -> bool:
+    """Whether this CPU runs int8 convs without rounding trouble: x86 with VNNI (or AMX), or ARM64.
+
+    ONNX Runtime's int8 convs on x86 without VNNI (AVX2, older AVX-512) add pairs of uint8 x int8
+    products in int16 (VPMADDUBSW), which can saturate - its quantization guide's warning. There
+    `--precision auto` stays on the fp32 model; `--precision int8` still forces the int8 one.
+    """
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:  # not Linux: no cheap way to ask, so the safe answer (unless ARM)
+        cpuinfo = ""
+    return int8_dot_product(platform.machine(), cpuinfo)
+
+
+def int8_dot_product(machine: str, cpuinfo: str) -> bool:
+    """`cpu_int8_is_exact` for a machine name (platform.machine()) and /proc/cpuinfo text."""
+    if machine.lower() in ("arm64", "aarch64"):
+        return True
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            return bool({"avx512_vnni", "avx_vnni", "amx_int8"} & set(line.partition(":")[2].split()))
+    return False
 
 
 def available_providers(device: str = "auto") -> list[str]:

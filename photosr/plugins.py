@@ -40,6 +40,7 @@ from photosr.engine import (
     EngineOptions,
     ModelSession,
     available_providers,
+    cpu_int8_is_exact,
     resolve_tiling,
     run_tiled,
 )
@@ -317,8 +318,9 @@ class Plugin:
         """The model file a session with `options` runs.
 
         "fp32": the manifest's `file`. "int8": `int8_file`, or `file` when there is none (logged once).
-        "auto": `int8_file` when there is one and the device's providers are CPU only (int8 QDQ runs
-        2.5-3x faster there; on CUDA the fp32 model is the right one), else `file`.
+        "auto": `int8_file` when there is one, the device's providers are CPU only (int8 QDQ runs
+        2.5-3x faster there; on CUDA the fp32 model is the right one) and the CPU has int8 dot products
+        (`engine.cpu_int8_is_exact`), else `file`.
         """
         options = options or EngineOptions()
         int8 = self.int8_model_path
@@ -328,7 +330,9 @@ class Plugin:
             if options.precision == "int8":
                 self._tell_no_int8()
             return self.model_path
-        if options.precision == "int8" or available_providers(options.device) == [CPU]:
+        if options.precision == "int8":
+            return int8
+        if available_providers(options.device) == [CPU] and cpu_int8_is_exact():
             return int8
         return self.model_path
 

@@ -61,13 +61,16 @@ def write_dual_plugin(folder: Path, *, int8_sha256: str | None = None) -> Path:
 
 @pytest.fixture
 def cpu_only(monkeypatch):
+    """onnxruntime without CUDA, on a CPU with int8 dot products (VNNI)."""
     monkeypatch.setattr(engine, "_ort_available", lambda: CPU_ONLY)
+    monkeypatch.setattr(photosr.plugins, "cpu_int8_is_exact", lambda: True)
 
 
 @pytest.fixture
 def cuda_present(monkeypatch):
     """onnxruntime claims CUDA; sessions still run on the CPU (this machine has no GPU)."""
     monkeypatch.setattr(engine, "_ort_available", lambda: WITH_CUDA)
+    monkeypatch.setattr(photosr.plugins, "cpu_int8_is_exact", lambda: True)
     real = ort.InferenceSession
     monkeypatch.setattr(
         ort,
@@ -131,6 +134,27 @@ def test_bad_int8_keys_name_file_and_field(tmp_path, model, field, reason):
 def test_auto_on_cpu_uses_int8(dual, cpu_only):
     assert dual.model_path_for(EngineOptions()) == dual.folder / INT8
     assert dual.model_path_for(EngineOptions(device="cuda")) == dual.folder / INT8  # no CUDA: CPU it is
+
+
+def test_auto_stays_on_fp32_where_int8_convs_may_saturate(dual, cpu_only, monkeypatch):
+    monkeypatch.setattr(photosr.plugins, "cpu_int8_is_exact", lambda: False)  # x86 without VNNI
+    assert dual.model_path_for(EngineOptions()) == dual.model_path
+    assert dual.model_path_for(EngineOptions(precision="int8")) == dual.folder / INT8  # asked for
+
+
+@pytest.mark.parametrize(
+    ("machine", "cpuinfo", "exact"),
+    [
+        ("x86_64", "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n", True),
+        ("x86_64", "flags\t\t: fpu sse2 avx2 avx_vnni\n", True),
+        ("x86_64", "flags\t\t: fpu sse2 avx2 fma avx512f avx512bw\n", False),  # AVX-512 without VNNI
+        ("AMD64", "", False),  # Windows: no /proc/cpuinfo to ask
+        ("aarch64", "", True),
+        ("arm64", "", True),
+    ],
+)
+def test_int8_dot_product_is_read_from_the_cpu_flags(machine, cpuinfo, exact):
+    assert engine.int8_dot_product(machine, cpuinfo) is exact
 
 
 def test_auto_with_cuda_uses_fp32_unless_device_is_cpu(dual, cuda_present):

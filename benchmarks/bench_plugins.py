@@ -3,16 +3,23 @@
 The bundled plugins are found by the plugin registry, so a newly bundled plugin is measured without
 touching the scripts; `--plugin DIR` adds plugin folders (or folders of them) from elsewhere, e.g. a
 fresh export not yet bundled.
+
+`--precision auto,fp32` (every plugin benchmark takes it) measures each plugin once per precision in the
+same process: `precision_variants` says which rows that makes, what they are called and which model file
+(int8 or fp32) each runs, and leaves out a row that would only rerun a model file already measured.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from photosr.pipeline import Pipeline, ProcessOptions
+from photosr.engine import EngineOptions
+from photosr.pipeline import PRECISIONS, Pipeline, ProcessOptions
 from photosr.plugins import Plugin, PluginRegistry, bundled_plugin_dir
 
 
@@ -43,10 +50,89 @@ def pipeline_for(plugin: Plugin, *, threads: int, **options: Any) -> Pipeline:
     return Pipeline(opts, registry=PluginRegistry())
 
 
+def parse_precisions(text: str) -> tuple[str, ...]:
+    """`--precision auto,fp32` -> ("auto", "fp32"): known precisions, in the order given, each once."""
+    precisions = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
+    unknown = [p for p in precisions if p not in PRECISIONS]
+    if unknown or not precisions:
+        raise argparse.ArgumentTypeError(
+            f"precision must be a comma-separated list of {', '.join(PRECISIONS)}, got {text!r}"
+        )
+    return precisions
+
+
+def add_precision_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--precision",
+        type=parse_precisions,
+        default=("auto",),
+        help="comma-separated precisions, one row per plugin and precision, e.g. auto,fp32 "
+        "(auto = what photosr run picks: int8 on CPU when the plugin ships one; default: auto)",
+    )
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of a plugin: the precision it runs at and the model file that picks (`model`)."""
+
+    precision: str
+    suffix: str  # "" for the first precision (the plugin's usual row name), else " (fp32)" etc.
+    model: str  # "int8" or "fp32": which of the plugin's model files runs
+    path: Path
+
+    def name(self, base: str) -> str:
+        """The row name: `base` for the first precision, "base (fp32)" for a later one."""
+        return base + self.suffix
+
+
+def model_kind(plugin: Plugin, precision: str, device: str = "cpu") -> tuple[str, Path]:
+    """("int8" | "fp32", path) of the model file a session at `precision` on `device` runs."""
+    path = plugin.model_path_for(EngineOptions(device=device, precision=precision))
+    return ("int8" if path == plugin.int8_model_path else "fp32"), path
+
+
+def precision_variants(
+    plugin: Plugin, precisions: Sequence[str], device: str = "cpu"
+) -> tuple[list[Variant], list[str]]:
+    """The rows `plugin` gets for `precisions`, and footnotes for the precisions left out.
+
+    The first precision always gets a row, under the plugin's plain name. A later one is left out when it
+    would run a model file an earlier row already runs: "fp32" and "int8" next to "auto" on a plugin
+    without an int8 model; on one with an int8 model, "int8" next to "auto" where auto picks int8 (CPU)
+    or "fp32" next to "auto" where it keeps fp32 (CUDA, a CPU without int8 dot products).
+    """
+    variants: list[Variant] = []
+    notes: list[str] = []
+    for i, precision in enumerate(precisions):
+        kind, path = model_kind(plugin, precision, device)
+        same = next((v for v in variants if v.path == path), None)
+        if same is None:
+            variants.append(Variant(precision, f" ({precision})" if i else "", kind, path))
+        elif plugin.int8_model_path is None:
+            notes.append(
+                f"{plugin.name}: no int8 model; no {precision} row (it would rerun the {same.precision} "
+                "row's fp32 model)"
+            )
+        else:
+            notes.append(
+                f"{plugin.name}: {precision} runs the same {kind} model as {same.precision}; no extra row"
+            )
+    return variants, notes
+
+
 def describe(plugin: Plugin) -> str:
     """A one-line label, e.g. `upscale-x2 0.1.0 (upscale x2, bundled)`."""
     m = plugin.manifest
     return f"{m.name} {m.version} ({m.task} x{m.model.scale}, {plugin.source})"
 
 
-__all__ = ["describe", "find_plugins", "pipeline_for"]
+__all__ = [
+    "Variant",
+    "add_precision_option",
+    "describe",
+    "find_plugins",
+    "model_kind",
+    "parse_precisions",
+    "pipeline_for",
+    "precision_variants",
+]

@@ -1,7 +1,7 @@
 """Dewatermark quality on held-out watermarks: PSNR inside and outside the true overlay mask.
 
     .venv/bin/python benchmarks/dewatermark.py [--limit 10] [--plugin DIR ...] [--threads 1] [--sheet out.png]
-        [--time-12mp]
+        [--time-12mp] [--precision auto,fp32]
 
 Each validation photo gets overlays from the `dewatermark-heldout` recipe (fonts and words no dewatermark
 model trains on, training/degrade/splits.py; the same layouts, opacities and JPEG as the training recipe),
@@ -14,6 +14,12 @@ drawn with a fixed seed per photo, which also returns the true overlay alpha. Me
                     Pipeline.process_file with --save-mask, as `photosr run --save-mask` does
   <plugin> in-mask  the same output kept only where the plugin's own mask says it changed something
                     (the input elsewhere): what a task that trusts its mask would give
+
+`--precision` (comma-separated, default auto) runs each plugin once per precision on the same photos: the
+first precision's rows keep the names above, later ones read "<plugin> (fp32)" and "<plugin> (fp32)
+in-mask"; the "model" column says which model file (int8 or fp32) each row ran. A precision that would
+rerun a model file already measured (fp32 or int8 next to auto on a plugin without an int8 model) gets no
+row, and a line under the table says so.
 
 Regions: "inside" = true alpha > 0.01 (antialiased edges included); "outside" = pixels more than 8 px (one
 JPEG block: the ringing the overlay itself left in the input) from any inside pixel. PSNR is on 8-bit RGB
@@ -33,6 +39,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from bench_plugins import add_precision_option, model_kind, precision_variants
 from PIL import Image
 
 DATA = Path("/work/shared/data/val/sunhays80")
@@ -73,6 +80,7 @@ class Row:
     outside_truth: list[float] = field(default_factory=list)
     iou: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+    model: str = "-"  # which model file a plugin row ran ("int8" / "fp32"); "-" for the others
     by_layout: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
 
 
@@ -131,19 +139,34 @@ def dewatermark_plugins(extra: list[str]) -> list:
     return found + [Plugin(Path(folder)) for folder in extra]
 
 
-def run_plugin(plugin, cases: list[Case], rows: dict[str, Row], threads: int, work: Path) -> list[np.ndarray]:
-    """Each case through photosr's pipeline (PNG in, PNG + mask out); returns the outputs."""
+def run_plugin(
+    plugin,
+    cases: list[Case],
+    rows: dict[str, Row],
+    threads: int,
+    work: Path,
+    precision: str = "auto",
+    name: str | None = None,
+) -> list[np.ndarray]:
+    """Each case through photosr's pipeline (PNG in, PNG + mask out) at `precision`, scored into the rows
+    `name` (default: the plugin's name) and "`name` in-mask"; returns the outputs."""
     from photosr.pipeline import Pipeline, ProcessOptions, mask_path
 
     options = ProcessOptions(
-        tasks=("dewatermark",), plugins=(str(plugin.folder),), save_mask=True, device="cpu", threads=threads
+        tasks=("dewatermark",),
+        plugins=(str(plugin.folder),),
+        save_mask=True,
+        device="cpu",
+        threads=threads,
+        precision=precision,
     )
     pipeline = Pipeline(options)
-    name = plugin.manifest.name
+    name = name or plugin.manifest.name
     row, kept = rows[name], rows[f"{name} in-mask"]
+    row.model = kept.model = model_kind(plugin, precision, "cpu")[0]
     outputs = []
     for case in cases:
-        src, dst = work / f"{case.name}.png", work / f"{case.name}-{name}.png"
+        src, dst = work / f"{case.name}.png", work / f"{case.name}-{plugin.manifest.name}-{precision}.png"
         Image.fromarray(case.damaged).save(src)
         result = pipeline.process_file(src, dst)
         if not result.ok:
@@ -158,15 +181,21 @@ def run_plugin(plugin, cases: list[Case], rows: dict[str, Row], threads: int, wo
     return outputs
 
 
-def time_12mp(plugin, case: Case, threads: int, work: Path) -> float:
+def time_12mp(plugin, case: Case, threads: int, work: Path, precision: str = "auto") -> float:
     """Seconds of process_file (load, dewatermark, mask, save) on the first case enlarged to 4000x3000
-    and saved as JPEG; the session is warmed on the small photo first."""
+    and saved as JPEG, at `precision`; the session is warmed on the small photo first."""
     from photosr.pipeline import Pipeline, ProcessOptions
 
     big = work / "big.jpg"
-    Image.fromarray(case.damaged).resize((4000, 3000), Image.Resampling.BICUBIC).save(big, quality=92)
+    if not big.exists():
+        Image.fromarray(case.damaged).resize((4000, 3000), Image.Resampling.BICUBIC).save(big, quality=92)
     options = ProcessOptions(
-        tasks=("dewatermark",), plugins=(str(plugin.folder),), save_mask=True, device="cpu", threads=threads
+        tasks=("dewatermark",),
+        plugins=(str(plugin.folder),),
+        save_mask=True,
+        device="cpu",
+        threads=threads,
+        precision=precision,
     )
     pipeline = Pipeline(options)
     pipeline.process_file(work / f"{case.name}.png", work / "warm.png")
@@ -181,7 +210,8 @@ def fmt(values: list[float], spec: str = ".2f") -> str:
     return format(float(np.mean(values)), spec) if values else "-"
 
 
-def report(rows: dict[str, Row], cases: list[Case]) -> str:
+def report(rows: dict[str, Row], cases: list[Case], notes: list[str] | tuple[str, ...] = ()) -> str:
+    """The Markdown tables; `notes` (precisions left out) go right under the first."""
     inside = np.mean([c.inside.mean() for c in cases])
     outside = np.mean([c.outside.mean() for c in cases])
     layouts = sorted({c.layout for c in cases})
@@ -190,17 +220,19 @@ def report(rows: dict[str, Row], cases: list[Case]) -> str:
         f"{len(cases)} photos ({counts}), recipe `{RECIPE}`; inside = {100 * inside:.1f}% of pixels,"
         f" outside (> {GUARD} px away) = {100 * outside:.1f}%. PSNR on 8-bit RGB, capped at {CAP_DB:.0f} dB.",
         "",
-        f"| method | PSNR inside (dB) | gain inside (dB, target >= +{TARGET_GAIN:.0f}) |"
+        f"| method | model | PSNR inside (dB) | gain inside (dB, target >= +{TARGET_GAIN:.0f}) |"
         f" PSNR outside vs input (dB, target >= {TARGET_OUTSIDE:.0f}) | PSNR outside vs truth (dB) |"
         " mask IoU | s/photo |",
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, row in rows.items():
         gain = fmt(row.gain, "+.2f") if name != "input" else "-"
         lines.append(
-            f"| {name} | {fmt(row.inside)} | {gain} | {fmt(row.outside)} | {fmt(row.outside_truth)} |"
+            f"| {name} | {row.model} | {fmt(row.inside)} | {gain} | {fmt(row.outside)} | {fmt(row.outside_truth)} |"
             f" {fmt(row.iou, '.3f')} | {fmt(row.seconds)} |"
         )
+    if notes:
+        lines += ["", *notes]
     lines += ["", "Gain inside by layout (dB):", "", "| method | " + " | ".join(layouts) + " |"]
     lines.append("|---|" + "---|" * len(layouts))
     for name, row in rows.items():
@@ -227,7 +259,7 @@ def save_sheet(path: Path, cases: list[Case], columns: dict[str, list[np.ndarray
     sample_sheet(rows, list(columns)).save(path)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--limit", type=int, default=0, help="only the first N photos (0 = all)")
@@ -236,7 +268,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sheet", type=Path, help="write crops of the first 4 photos, every method, here")
     parser.add_argument("--time-12mp", action="store_true", help="also time one 4000x3000 photo per plugin")
-    args = parser.parse_args()
+    add_precision_option(parser)
+    args = parser.parse_args(argv)
 
     cv2.setNumThreads(args.threads)
     cases = make_cases(args.data, args.limit, args.seed)
@@ -248,20 +281,25 @@ def main() -> None:
         columns[label] = [inpaint(case, method) for case in cases]
         for case, out in zip(cases, columns[label], strict=True):
             score(rows[label], case, out)
-    timings = []
+    timings, notes = [], []
     with tempfile.TemporaryDirectory() as work:
         for plugin in dewatermark_plugins(args.plugin):
-            columns[plugin.manifest.name] = run_plugin(plugin, cases, rows, args.threads, Path(work))
-            if args.time_12mp:
-                timings.append((plugin.manifest.name, time_12mp(plugin, cases[0], args.threads, Path(work))))
+            variants, skipped = precision_variants(plugin, args.precision, "cpu")
+            notes += skipped
+            for v in variants:
+                name = v.name(plugin.manifest.name)
+                columns[name] = run_plugin(plugin, cases, rows, args.threads, Path(work), v.precision, name)
+                if args.time_12mp:
+                    secs = time_12mp(plugin, cases[0], args.threads, Path(work), v.precision)
+                    timings.append((name, v.model, secs))
     columns["truth"] = [c.truth for c in cases]
-    print(report(dict(rows), cases))
+    print(report(dict(rows), cases, notes))
     if timings:
         print(
             f"\n12-MP JPEG through process_file with --save-mask ({args.threads} threads, target <= 15 s):\n"
         )
-        print("| plugin | seconds |\n|---|---|")
-        print("\n".join(f"| {name} | {secs:.2f} |" for name, secs in timings))
+        print("| plugin | model | seconds |\n|---|---|---|")
+        print("\n".join(f"| {name} | {model} | {secs:.2f} |" for name, model, secs in timings))
     if args.sheet:
         save_sheet(args.sheet, cases, columns)
         print(f"\nsheet: {args.sheet}", file=sys.stderr)

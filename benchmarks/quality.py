@@ -1,11 +1,15 @@
 """The validation table of every bundled plugin, next to classic baselines, as Markdown.
 
     .venv/bin/python benchmarks/quality.py [--data /work/shared/data/val/sunhays80] [--limit N]
-        [--threads 0] [--plugin DIR ...] [--only NAME ...] [--nlm-h 5,7,10,15]
+        [--threads 0] [--plugin DIR ...] [--only NAME ...] [--nlm-h 5,7,10,15] [--precision auto,fp32]
 
 Needs no torch: photosr plus numpy (and opencv-python-headless, the `bench` extra, for the restore
 table's NLM baseline). Plugins run through photosr's real pipeline: a file in, `Pipeline.process_file`,
-a PNG out, read back - what `photosr run --plugin NAME` does.
+a PNG out, read back - what `photosr run --plugin NAME` does. `--precision` (comma-separated, default
+auto) runs each plugin once per precision on the same inputs: the first precision's rows keep the plugin's
+row names, later ones read "NAME (fp32)" etc.; the "model" column says which model file (int8 or fp32)
+each row ran. A precision that would rerun a model file already measured (fp32 or int8 next to auto on a
+plugin without an int8 model) gets no row, and a line under the table says so.
 
 upscale plugins (scale s): HR = the photo cropped to a multiple of s; LR = Pillow BICUBIC downscale
 (the SR papers' protocol, and the one the upscalers were validated with). Methods: Pillow bicubic,
@@ -37,7 +41,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from bench_plugins import describe, find_plugins, pipeline_for
+from bench_plugins import (
+    Variant,
+    add_precision_option,
+    describe,
+    find_plugins,
+    pipeline_for,
+    precision_variants,
+)
 from PIL import Image
 from sr_metrics import colour_shift, psnr, ssim, to_uint8
 
@@ -57,6 +68,7 @@ class Scores:
     psnr: list[float] = field(default_factory=list)
     ssim: list[float] = field(default_factory=list)
     shift: list[np.ndarray] = field(default_factory=list)
+    model: str = "-"  # which model file a plugin row ran ("int8" / "fp32"); "-" for a baseline
 
     def add(self, out: np.ndarray, ref: np.ndarray, *, border: int, y_only: bool) -> None:
         if out.shape != ref.shape:
@@ -109,13 +121,27 @@ def progress(label: str, done: int, total: int) -> None:
 
 # --- the two tables ---------------------------------------------------------------------------------------
 
+DEVICE = "auto"  # the device pipeline_for's pipelines run on (ProcessOptions' default)
+
+
+def default_variants(plugin: Plugin, variants: Sequence[Variant] | None) -> Sequence[Variant]:
+    return precision_variants(plugin, ("auto",), DEVICE)[0] if variants is None else variants
+
 
 def upscale_scores(
-    plugin: Plugin, photos: Sequence[tuple[str, np.ndarray]], tmp: Path, threads: int
+    plugin: Plugin,
+    photos: Sequence[tuple[str, np.ndarray]],
+    tmp: Path,
+    threads: int,
+    *,
+    variants: Sequence[Variant] | None = None,
 ) -> dict[str, Scores]:
+    """Scores per method; the plugin once per variant (default: precision auto)."""
     s = plugin.manifest.model.scale
-    pipeline = pipeline_for(plugin, threads=threads, format="png")
-    scores = {"bicubic (Pillow)": Scores(), "Lanczos (Pillow)": Scores(), plugin.name: Scores()}
+    variants = default_variants(plugin, variants)
+    pipelines = [pipeline_for(plugin, threads=threads, format="png", precision=v.precision) for v in variants]
+    scores = {"bicubic (Pillow)": Scores(), "Lanczos (Pillow)": Scores()}
+    scores.update({v.name(plugin.name): Scores(model=v.model) for v in variants})
     for i, (_, photo) in enumerate(photos):
         h, w = (photo.shape[0] // s) * s, (photo.shape[1] // s) * s
         hr = photo[:h, :w]
@@ -124,7 +150,7 @@ def upscale_scores(
         outs = [
             np.asarray(lr.resize((w, h), Image.Resampling.BICUBIC)),
             np.asarray(lr.resize((w, h), Image.Resampling.LANCZOS)),
-            run_file(pipeline, tmp / "lr.png", tmp / "sr.png"),
+            *(run_file(pipeline, tmp / "lr.png", tmp / "sr.png") for pipeline in pipelines),
         ]
         for rows, out in zip(scores.values(), outs, strict=True):
             rows.add(out, hr, border=s, y_only=True)
@@ -145,21 +171,28 @@ def restore_scores(
     tmp: Path,
     threads: int,
     nlm_hs: Sequence[float],
+    *,
+    variants: Sequence[Variant] | None = None,
 ) -> dict[str, Scores]:
+    """Scores per method; the plugin at each strength once per variant (default: precision auto)."""
     strengths = (1.0, 0.5)
-    pipelines = {st: pipeline_for(plugin, threads=threads, format="png", strength=st) for st in strengths}
+    runs = [(v, st) for v in default_variants(plugin, variants) for st in strengths]
+    pipelines = [
+        pipeline_for(plugin, threads=threads, format="png", strength=st, precision=v.precision)
+        for v, st in runs
+    ]
     hs = sorted(set(nlm_hs) | {10.0})
     per_h = {h: Scores() for h in hs}
     scores = {"input (noise 10 + JPEG 30)": Scores()}
-    plugin_rows = {f"{plugin.name} strength {st:.1f}": Scores() for st in strengths}
+    plugin_rows = {f"{v.name(plugin.name)} strength {st:.1f}": Scores(model=v.model) for v, st in runs}
     for i, (name, ref) in enumerate(photos):
         jpeg = damage(ref, name, tmp / "input.jpg")
         noisy = read_rgb(jpeg)
         scores["input (noise 10 + JPEG 30)"].add(noisy, ref, border=0, y_only=False)
         for h in hs:
             per_h[h].add(nlm(noisy, h), ref, border=0, y_only=False)
-        for st, row in zip(strengths, plugin_rows.values(), strict=True):
-            row.add(run_file(pipelines[st], jpeg, tmp / "out.png"), ref, border=0, y_only=False)
+        for pipeline, row in zip(pipelines, plugin_rows.values(), strict=True):
+            row.add(run_file(pipeline, jpeg, tmp / "out.png"), ref, border=0, y_only=False)
         progress(plugin.name, i + 1, len(photos))
     best = max(hs, key=lambda h: per_h[h].mean_psnr)
     scores["NLM h=10 hColor=10 (OpenCV)"] = per_h[10.0]
@@ -172,18 +205,20 @@ def restore_scores(
 
 
 def format_table(scores: dict[str, Scores], baseline: str, *, metric: str) -> str:
-    """Markdown: mean PSNR, SSIM, gain over `baseline`, colour shift per channel and signed."""
+    """Markdown: the model file run, mean PSNR, SSIM, gain over `baseline`, colour shift per channel and
+    signed."""
     base = scores[baseline].mean_psnr
     lines = [
-        f"| method | PSNR-{metric} (dB) | SSIM-{metric} | gain (dB) | shift R | shift G | shift B | mean shift |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| method | model | PSNR-{metric} (dB) | SSIM-{metric} | gain (dB) | shift R | shift G | shift B "
+        "| mean shift |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, rows in scores.items():
         shifts = np.array(rows.shift)
         absolute = np.abs(shifts).mean(axis=0)
         gain = "-" if name == baseline else f"{rows.mean_psnr - base:+.3f}"
         lines.append(
-            f"| {name} | {rows.mean_psnr:.3f} | {np.mean(rows.ssim):.4f} | {gain} | "
+            f"| {name} | {rows.model} | {rows.mean_psnr:.3f} | {np.mean(rows.ssim):.4f} | {gain} | "
             + " | ".join(f"{v:.2f}" for v in absolute)
             + f" | {shifts.mean():+.2f} |"
         )
@@ -220,6 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--plugin", action="append", default=[], help="extra plugin folder (repeatable)")
     parser.add_argument("--only", action="append", default=[], help="only this plugin (repeatable)")
     parser.add_argument("--nlm-h", default="5,7,10,15", help="h values tried for NLM's best-h row")
+    add_precision_option(parser)
     args = parser.parse_args(argv)
 
     plugins = find_plugins(args.plugin, args.only)
@@ -229,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cv2.setNumThreads(args.threads)
     photos = load_photos(args.data, args.limit)
     nlm_hs = [float(h) for h in args.nlm_h.split(",") if h.strip()]
-    print(f"# Quality: {len(photos)} photos from {args.data}\n")
+    print(f"# Quality: {len(photos)} photos from {args.data}, precision {','.join(args.precision)}\n")
     with tempfile.TemporaryDirectory(prefix="photosr-quality-") as tmp:
         for plugin in plugins:
             task = plugin.manifest.task
@@ -239,9 +275,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             scores_of, baseline, metric, protocol = TABLES[task]
             start = time.perf_counter()
             extra = (nlm_hs,) if task == "restore" else ()
-            scores = scores_of(plugin, photos, Path(tmp), args.threads, *extra)
+            variants, notes = precision_variants(plugin, args.precision, DEVICE)
+            scores = scores_of(plugin, photos, Path(tmp), args.threads, *extra, variants=variants)
             print(f"## {describe(plugin)}\n\n{protocol}; {len(photos)} photos.\n")
             print(format_table(scores, baseline, metric=metric))
+            if notes:
+                print("\n" + "\n".join(notes))
             note = manifest_line(plugin)
             print(f"\n{note}\n" if note else "")
             print(f"({time.perf_counter() - start:.0f} s)", file=sys.stderr)

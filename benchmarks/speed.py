@@ -1,6 +1,7 @@
 """Seconds per photo, end to end through the pipeline, for every bundled plugin, next to the issue's targets.
 
     .venv/bin/python benchmarks/speed.py [--repeats 3] [--threads 2] [--plugin DIR ...] [--only NAME ...]
+        [--precision auto,fp32]
 
 Each plugin runs `Pipeline.process_file` (load, process, save a JPEG at quality 95 into a temp folder) on
 a photo of the size its target is stated for: upscale x2 and x4 on a 1-MP photo (1000x1000 -> 4 / 16
@@ -11,6 +12,12 @@ runs is reported.
 Baselines run in the same process on the same photo, so the ratio survives a busy machine: for upscale,
 Pillow alone (open, bicubic resize to the output size, save); for restore, photosr's normalize task
 (load + save, no model). Params and GFLOPs per input megapixel come from the manifest's [metrics].
+
+`--precision` (comma-separated, default auto) times each plugin once per precision, one after the other
+in the same process, each row with its own baseline run: the first precision's row keeps the plugin's
+name, later ones read "NAME (fp32)" etc.; the "model" column says which model file (int8 or fp32) ran. A
+precision that would rerun a model file already timed (fp32 or int8 next to auto on a plugin without an
+int8 model) gets no row, and a line under the table says so.
 
 Photos: a wikipedia50 training photo resized to the size (so JPEG coding costs what it costs on a photo),
 or a smooth gradient with texture when that folder is missing.
@@ -28,7 +35,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from bench_plugins import find_plugins, pipeline_for
+from bench_plugins import Variant, add_precision_option, find_plugins, pipeline_for, precision_variants
 from PIL import Image, ImageOps
 
 from photosr.pipeline import Pipeline, ProcessOptions
@@ -46,6 +53,7 @@ TARGETS: dict[tuple[str, int], tuple[tuple[int, int], float | None]] = {
     ("dewatermark", 1): (TWELVE_MP, 15.0),
 }
 QUALITY = 95
+DEVICE = "auto"  # the device pipeline_for's pipelines run on (ProcessOptions' default)
 
 
 def make_photo(path: Path, size: tuple[int, int]) -> Path:
@@ -94,13 +102,17 @@ def pillow_resize_run(src: Path, dst: Path, scale: int) -> Callable[[], None]:
     return run
 
 
-def measure(plugin: Plugin, tmp: Path, threads: int, repeats: int) -> dict[str, object]:
+def measure(
+    plugin: Plugin, tmp: Path, threads: int, repeats: int, variant: Variant | None = None
+) -> dict[str, object]:
+    """One table row: `plugin` at `variant`'s precision (default: auto, under the plugin's name)."""
     m = plugin.manifest
+    variant = variant or precision_variants(plugin, ("auto",), DEVICE)[0][0]
     size, target = TARGETS.get((m.task, m.model.scale), (ONE_MP, None))
     src = tmp / f"photo-{size[0]}x{size[1]}.jpg"
     if not src.exists():
         make_photo(src, size)
-    pipeline = pipeline_for(plugin, threads=threads)
+    pipeline = pipeline_for(plugin, threads=threads, precision=variant.precision)
     pipeline_run(pipeline, make_photo(tmp / "warmup.jpg", (64, 48)), tmp / "warmup-out.jpg")()
     seconds = median_seconds(pipeline_run(pipeline, src, tmp / "out.jpg"), repeats)
     if m.task == "upscale":
@@ -114,7 +126,8 @@ def measure(plugin: Plugin, tmp: Path, threads: int, repeats: int) -> dict[str, 
     metrics = m.metrics
     out_mp = size[0] * size[1] * m.model.scale**2 / 1e6
     return {
-        "plugin": m.name,
+        "plugin": variant.name(m.name),
+        "model": variant.model,
         "photo": f"{size[0]}x{size[1]} -> {out_mp:g} MP",
         "seconds": seconds,
         "target": target,
@@ -127,15 +140,16 @@ def measure(plugin: Plugin, tmp: Path, threads: int, repeats: int) -> dict[str, 
 
 def format_table(rows: Sequence[dict[str, object]], repeats: int) -> str:
     lines = [
-        f"| plugin | photo | s/photo (median of {repeats}) | target | met | baseline | baseline s | ratio "
-        "| params | GFLOPs/MP |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| plugin | model | photo | s/photo (median of {repeats}) | target | met | baseline | baseline s "
+        "| ratio | params | GFLOPs/MP |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         target, params, gflops = r["target"], r["params"], r["gflops"]
         met = "-" if target is None else ("yes" if r["seconds"] <= target else "NO")
         cells = [
             r["plugin"],
+            r["model"],
             r["photo"],
             f"{r['seconds']:.2f}",
             "-" if target is None else f"<= {target:g}",
@@ -156,6 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (0 = all cores)")
     parser.add_argument("--plugin", action="append", default=[], help="extra plugin folder (repeatable)")
     parser.add_argument("--only", action="append", default=[], help="only this plugin (repeatable)")
+    add_precision_option(parser)
     args = parser.parse_args(argv)
 
     import onnxruntime
@@ -163,15 +178,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     plugins = find_plugins(args.plugin, args.only)
     print(
         f"# Speed: end to end per photo (load, process, save JPEG q{QUALITY}), {args.threads} thread(s), "
-        f"onnxruntime {onnxruntime.__version__}, {os.cpu_count()} CPUs, "
+        f"onnxruntime {onnxruntime.__version__}, {os.cpu_count()} CPUs, precision {','.join(args.precision)}, "
         f"load average {os.getloadavg()[0]:.1f} at start\n"
     )
-    rows = []
+    rows, notes = [], []
     with tempfile.TemporaryDirectory(prefix="photosr-speed-") as tmp:
         for plugin in plugins:
-            print(f"timing {plugin.name} ...", file=sys.stderr, flush=True)
-            rows.append(measure(plugin, Path(tmp), args.threads, args.repeats))
+            variants, skipped = precision_variants(plugin, args.precision, DEVICE)
+            notes += skipped
+            for variant in variants:
+                print(f"timing {variant.name(plugin.name)} ...", file=sys.stderr, flush=True)
+                rows.append(measure(plugin, Path(tmp), args.threads, args.repeats, variant))
     print(format_table(rows, args.repeats))
+    if notes:
+        print("\n" + "\n".join(notes))
     return 0
 
 

@@ -120,3 +120,48 @@ def test_oracle_and_plugin_rows(plugin_root, tmp_path):
     assert np.mean(rows[f"{name} in-mask"].outside) >= np.mean(rows[name].outside)
     table = bench_dewatermark.report(dict(rows), cases)
     assert "| telea |" in table and f"| {name} in-mask |" in table
+
+
+def test_dewatermark_rows_per_precision_name_their_model(tmp_path, monkeypatch):
+    """--precision auto,fp32 on a plugin with an int8 model: two rows (and two in-mask rows), each saying
+    which model file ran, with different results; a plugin without one gets one row and a footnote."""
+    import bench_plugins
+    from conftest import _affine_model
+    from onnx_models import save_model, sha256_of, write_plugin
+
+    import photosr.plugins
+    from photosr import engine
+    from photosr.plugins import Plugin
+
+    monkeypatch.setattr(engine, "_ort_available", lambda: ["CPUExecutionProvider"])
+    monkeypatch.setattr(photosr.plugins, "cpu_int8_is_exact", lambda: True)
+    flatten = _affine_model([0.5, 0.5, 0.5], [0.25, 0.25, 0.25], "flatten")
+    darken = _affine_model([0.8, 0.8, 0.8], [0.0, 0.0, 0.0], "darken")  # the stand-in "int8" model
+    int8 = save_model(darken, tmp_path / "dual" / "model.int8.onnx")
+    fields = {"int8_file": int8.name, "int8_sha256": sha256_of(int8)}
+    dual = Plugin(
+        write_plugin(tmp_path / "dual", task="dewatermark", scale=1, model=flatten, extra_model_fields=fields)
+    )
+    plain = Plugin(write_plugin(tmp_path / "plain", task="dewatermark", scale=1, model=flatten))
+    for i in range(2):
+        Image.fromarray(_photo(96, 128, seed=i)).save(tmp_path / f"p{i}.png")
+    cases = bench_dewatermark.make_cases(tmp_path, 0, seed=0)
+    work = tmp_path / "work"
+    work.mkdir()
+    rows, outs, notes = defaultdict(bench_dewatermark.Row), {}, []
+    for plugin in (dual, plain):
+        variants, skipped = bench_plugins.precision_variants(plugin, ("auto", "fp32"), "cpu")
+        notes += skipped
+        for v in variants:
+            name = v.name(plugin.name)
+            outs[name] = bench_dewatermark.run_plugin(plugin, cases, rows, 1, work, v.precision, name)
+    assert list(outs) == ["dual", "dual (fp32)", "plain"]
+    assert (rows["dual"].model, rows["dual in-mask"].model) == ("int8", "int8")
+    assert (rows["dual (fp32)"].model, rows["dual (fp32) in-mask"].model) == ("fp32", "fp32")
+    assert rows["plain"].model == "fp32"
+    assert not np.array_equal(outs["dual"][0], outs["dual (fp32)"][0])  # the two files really ran
+    assert np.array_equal(outs["dual (fp32)"][0], outs["plain"][0])  # the same fp32 model
+    table = bench_dewatermark.report(dict(rows), cases, notes)
+    assert "| method | model |" in table
+    assert "| dual | int8 |" in table and "| dual (fp32) in-mask | fp32 |" in table
+    assert "plain: no int8 model; no fp32 row" in table and "| plain (fp32) |" not in table

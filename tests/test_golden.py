@@ -13,6 +13,11 @@ of a few pixels by a level. What fails, measured on the x2 and x4 upscalers: eve
 one pixel, a retrained or swapped model; `test_golden_is_not_the_baseline` checks that plain bicubic /
 the untouched input fails too.
 
+A plugin that ships an int8 model (what `photosr run` uses on CPUs with int8 dot products) has a second
+image, tests/golden/<plugin>.int8.png, checked against a run with `precision="int8"`; the plain image
+is the fp32 model's (`precision="fp32"`, what CUDA runs). Integer kernels on CPUs without VNNI may round
+differently (a CI machine of another kind could need its own images).
+
 Bundled plugins are discovered, so a newly bundled plugin without a golden image fails. After training
 or re-exporting a plugin, regenerate the images, look at them, and commit them with the plugin:
 
@@ -90,10 +95,17 @@ def golden_input(plugin: Plugin) -> Image.Image:
     return _damaged(source)
 
 
-def run_plugin(plugin: Plugin, image: Image.Image, *, threads: int = 1) -> np.ndarray:
+def run_plugin(
+    plugin: Plugin, image: Image.Image, *, threads: int = 1, precision: str = "fp32"
+) -> np.ndarray:
     """The plugin on `image` through photosr.process, as uint8 RGB."""
     out = photosr.process(
-        image, tasks=[plugin.manifest.task], plugins=[str(plugin.folder)], device="cpu", threads=threads
+        image,
+        tasks=[plugin.manifest.task],
+        plugins=[str(plugin.folder)],
+        device="cpu",
+        threads=threads,
+        precision=precision,
     )
     return np.asarray(out.convert("RGB"))
 
@@ -111,12 +123,12 @@ def difference(out: np.ndarray, golden: np.ndarray) -> tuple[int, float]:
     return int(diff.max()), float(diff.mean())
 
 
-def golden_path(plugin: Plugin) -> Path:
-    return GOLDEN / f"{plugin.name}.png"
+def golden_path(plugin: Plugin, precision: str = "fp32") -> Path:
+    return GOLDEN / (f"{plugin.name}.png" if precision == "fp32" else f"{plugin.name}.{precision}.png")
 
 
-def load_golden(plugin: Plugin) -> np.ndarray:
-    path = golden_path(plugin)
+def load_golden(plugin: Plugin, precision: str = "fp32") -> np.ndarray:
+    path = golden_path(plugin, precision)
     if not path.is_file():
         pytest.fail(
             f"bundled plugin {plugin.name!r} has no golden image {path}; create it with "
@@ -130,23 +142,29 @@ def test_bundled_plugins_load() -> None:
     assert not BUNDLED.broken, BUNDLED.broken
 
 
-@pytest.mark.parametrize("plugin", list(BUNDLED), ids=lambda p: p.name)
-def test_golden(plugin: Plugin) -> None:
-    out = run_plugin(plugin, golden_input(plugin))
+# Every bundled plugin's fp32 model, and the int8 model of those that ship one.
+MODELS = [(p, "fp32") for p in BUNDLED] + [(p, "int8") for p in BUNDLED if p.int8_model_path]
+MODEL_IDS = [p.name if precision == "fp32" else f"{p.name}-{precision}" for p, precision in MODELS]
+
+
+@pytest.mark.parametrize(("plugin", "precision"), MODELS, ids=MODEL_IDS)
+def test_golden(plugin: Plugin, precision: str) -> None:
+    out = run_plugin(plugin, golden_input(plugin), precision=precision)
+    path = golden_path(plugin, precision)
     if UPDATE:
         GOLDEN.mkdir(exist_ok=True)
-        Image.fromarray(out).save(golden_path(plugin), optimize=True)
-        pytest.skip(f"wrote {golden_path(plugin)}")
-    worst, mean = difference(out, load_golden(plugin))
+        Image.fromarray(out).save(path, optimize=True)
+        pytest.skip(f"wrote {path}")
+    worst, mean = difference(out, load_golden(plugin, precision))
     assert worst <= MAX_DIFF and mean <= MEAN_DIFF, (
-        f"{plugin.name} moved from its golden image: max |diff| {worst} (<= {MAX_DIFF} allowed), "
+        f"{plugin.name} ({precision}) moved from its golden image: max |diff| {worst} (<= {MAX_DIFF} allowed), "
         f"mean {mean:.3f} (<= {MEAN_DIFF}). If the model changed on purpose: `{HOW_TO_UPDATE}`"
     )
 
 
-@pytest.mark.parametrize("plugin", list(BUNDLED), ids=lambda p: p.name)
-def test_golden_is_not_the_baseline(plugin: Plugin) -> None:
+@pytest.mark.parametrize(("plugin", "precision"), MODELS, ids=MODEL_IDS)
+def test_golden_is_not_the_baseline(plugin: Plugin, precision: str) -> None:
     """The tolerances must tell the model from no model: a broken export or swapped model would pass."""
-    golden = load_golden(plugin)
+    golden = load_golden(plugin, precision)
     worst, mean = difference(baseline(plugin, golden_input(plugin)), golden)
     assert worst > MAX_DIFF or mean > MEAN_DIFF, (worst, mean)

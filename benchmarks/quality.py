@@ -175,6 +175,10 @@ def restore_scores(
     variants: Sequence[Variant] | None = None,
 ) -> dict[str, Scores]:
     """Scores per method; the plugin at each strength once per variant (default: precision auto)."""
+    import cv2  # the bench extra's; only NLM needs it
+
+    if threads:
+        cv2.setNumThreads(threads)
     strengths = (1.0, 0.5)
     runs = [(v, st) for v in default_variants(plugin, variants) for st in strengths]
     pipelines = [
@@ -259,10 +263,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     plugins = find_plugins(args.plugin, args.only)
-    if args.threads:
-        import cv2
-
-        cv2.setNumThreads(args.threads)
     photos = load_photos(args.data, args.limit)
     nlm_hs = [float(h) for h in args.nlm_h.split(",") if h.strip()]
     print(f"# Quality: {len(photos)} photos from {args.data}, precision {','.join(args.precision)}\n")

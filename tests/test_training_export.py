@@ -154,9 +154,12 @@ def smooth_photos(tmp_path: Path) -> Path:
     return folder
 
 
-def test_int8_copy_quantizes_the_convs_and_is_what_runs_on_cpu(tmp_path: Path, smooth_photos: Path) -> None:
+def test_int8_copy_quantizes_the_convs_and_is_what_runs_on_cpu(
+    tmp_path: Path, smooth_photos: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from photosr.training.export import INT8_FILE, publish_plugin, sha256_of
 
+    import photosr.plugins
     from photosr.engine import EngineOptions
 
     ckpt = _tiny_x2_checkpoint(tmp_path, smooth_photos)
@@ -175,7 +178,11 @@ def test_int8_copy_quantizes_the_convs_and_is_what_runs_on_cpu(tmp_path: Path, s
     assert "| tiny-x2 |" in table and "| tiny-x2 (fp32) |" in table
     assert "int8 copy `model.int8.onnx`" in (folder / "README.md").read_text()
     plugin = Plugin(folder)
+    # "auto" on a CPU with int8 dot products (VNNI, AMX, ARM64) runs the int8 copy; without, the fp32 model.
+    monkeypatch.setattr(photosr.plugins, "cpu_int8_is_exact", lambda: True)
     assert plugin.model_path_for(EngineOptions(device="cpu")) == folder / INT8_FILE
+    monkeypatch.setattr(photosr.plugins, "cpu_int8_is_exact", lambda: False)
+    assert plugin.model_path_for(EngineOptions(device="cpu")) == folder / "model.onnx"
     from PIL import Image
 
     x = np.asarray(Image.open(smooth_photos / "3.png"), np.float32)[:24, :20] / 255  # in calibrated range

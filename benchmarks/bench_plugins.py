@@ -7,6 +7,8 @@ fresh export not yet bundled.
 `--precision auto,fp32` (every plugin benchmark takes it) measures each plugin once per precision in the
 same process: `precision_variants` says which rows that makes, what they are called and which model file
 (int8 or fp32) each runs, and leaves out a row that would only rerun a model file already measured.
+`--ensemble 1,8` (quality.py, speed.py) then runs each of those rows once per self-ensemble size
+(`photosr run --ensemble N`); the rows after the first size read "<row> (ensemble 8)".
 """
 
 from __future__ import annotations
@@ -14,12 +16,12 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from photosr.engine import EngineOptions
-from photosr.pipeline import PRECISIONS, Pipeline, ProcessOptions
+from photosr.pipeline import ENSEMBLES, PRECISIONS, Pipeline, ProcessOptions
 from photosr.plugins import Plugin, PluginRegistry, bundled_plugin_dir
 
 
@@ -71,14 +73,39 @@ def add_precision_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def parse_ensembles(text: str) -> tuple[int, ...]:
+    """`--ensemble 1,8` -> (1, 8): self-ensemble sizes photosr run accepts, in the order given, each once."""
+    try:
+        sizes = tuple(dict.fromkeys(int(n) for n in text.split(",") if n.strip()))
+    except ValueError:
+        sizes = ()
+    if not sizes or any(n not in ENSEMBLES for n in sizes):
+        raise argparse.ArgumentTypeError(
+            f"ensemble must be a comma-separated list of {', '.join(map(str, ENSEMBLES))}, got {text!r}"
+        )
+    return sizes
+
+
+def add_ensemble_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ensemble",
+        type=parse_ensembles,
+        default=(1,),
+        help="comma-separated self-ensemble sizes (photosr run --ensemble), one row per plugin, precision "
+        "and size, e.g. 1,8 (default: 1)",
+    )
+
+
 @dataclass(frozen=True)
 class Variant:
-    """One row of a plugin: the precision it runs at and the model file that picks (`model`)."""
+    """One row of a plugin: the precision it runs at, the model file that picks (`model`) and its
+    self-ensemble size."""
 
     precision: str
     suffix: str  # "" for the first precision (the plugin's usual row name), else " (fp32)" etc.
     model: str  # "int8" or "fp32": which of the plugin's model files runs
     path: Path
+    ensemble: int = 1
 
     def name(self, base: str) -> str:
         """The row name: `base` for the first precision, "base (fp32)" for a later one."""
@@ -120,6 +147,15 @@ def precision_variants(
     return variants, notes
 
 
+def with_ensembles(variants: Sequence[Variant], ensembles: Sequence[int]) -> list[Variant]:
+    """Each variant once per self-ensemble size; after the first size the row name gains " (ensemble N)"."""
+    return [
+        replace(v, ensemble=n, suffix=v.suffix + (f" (ensemble {n})" if i else ""))
+        for v in variants
+        for i, n in enumerate(ensembles)
+    ]
+
+
 def describe(plugin: Plugin) -> str:
     """A one-line label, e.g. `upscale-x2 0.1.0 (upscale x2, bundled)`."""
     m = plugin.manifest
@@ -128,11 +164,14 @@ def describe(plugin: Plugin) -> str:
 
 __all__ = [
     "Variant",
+    "add_ensemble_option",
     "add_precision_option",
     "describe",
     "find_plugins",
     "model_kind",
+    "parse_ensembles",
     "parse_precisions",
     "pipeline_for",
     "precision_variants",
+    "with_ensembles",
 ]

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/quality.py [--data /work/shared/data/val/sunhays80] [--limit N]
         [--threads 0] [--plugin DIR ...] [--only NAME ...] [--nlm-h 5,7,10,15] [--precision auto,fp32]
+        [--ensemble 1,8]
 
 Needs no torch: photosr plus numpy (and opencv-python-headless, the `bench` extra, for the restore
 table's NLM baseline). Plugins run through photosr's real pipeline: a file in, `Pipeline.process_file`,
@@ -9,7 +10,8 @@ a PNG out, read back - what `photosr run --plugin NAME` does. `--precision` (com
 auto) runs each plugin once per precision on the same inputs: the first precision's rows keep the plugin's
 row names, later ones read "NAME (fp32)" etc.; the "model" column says which model file (int8 or fp32)
 each row ran. A precision that would rerun a model file already measured (fp32 or int8 next to auto on a
-plugin without an int8 model) gets no row, and a line under the table says so.
+plugin without an int8 model) gets no row, and a line under the table says so. `--ensemble 1,8` runs each
+of those rows once per self-ensemble size (`photosr run --ensemble N`), the later ones as "NAME (ensemble 8)".
 
 upscale plugins (scale s): HR = the photo cropped to a multiple of s; LR = Pillow BICUBIC downscale
 (the SR papers' protocol, and the one the upscalers were validated with). Methods: Pillow bicubic,
@@ -43,11 +45,13 @@ from pathlib import Path
 import numpy as np
 from bench_plugins import (
     Variant,
+    add_ensemble_option,
     add_precision_option,
     describe,
     find_plugins,
     pipeline_for,
     precision_variants,
+    with_ensembles,
 )
 from PIL import Image
 from sr_metrics import colour_shift, psnr, ssim, to_uint8
@@ -139,7 +143,10 @@ def upscale_scores(
     """Scores per method; the plugin once per variant (default: precision auto)."""
     s = plugin.manifest.model.scale
     variants = default_variants(plugin, variants)
-    pipelines = [pipeline_for(plugin, threads=threads, format="png", precision=v.precision) for v in variants]
+    pipelines = [
+        pipeline_for(plugin, threads=threads, format="png", precision=v.precision, ensemble=v.ensemble)
+        for v in variants
+    ]
     scores = {"bicubic (Pillow)": Scores(), "Lanczos (Pillow)": Scores()}
     scores.update({v.name(plugin.name): Scores(model=v.model) for v in variants})
     for i, (_, photo) in enumerate(photos):
@@ -182,7 +189,9 @@ def restore_scores(
     strengths = (1.0, 0.5)
     runs = [(v, st) for v in default_variants(plugin, variants) for st in strengths]
     pipelines = [
-        pipeline_for(plugin, threads=threads, format="png", strength=st, precision=v.precision)
+        pipeline_for(
+            plugin, threads=threads, format="png", strength=st, precision=v.precision, ensemble=v.ensemble
+        )
         for v, st in runs
     ]
     hs = sorted(set(nlm_hs) | {10.0})
@@ -260,12 +269,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--only", action="append", default=[], help="only this plugin (repeatable)")
     parser.add_argument("--nlm-h", default="5,7,10,15", help="h values tried for NLM's best-h row")
     add_precision_option(parser)
+    add_ensemble_option(parser)
     args = parser.parse_args(argv)
 
     plugins = find_plugins(args.plugin, args.only)
     photos = load_photos(args.data, args.limit)
     nlm_hs = [float(h) for h in args.nlm_h.split(",") if h.strip()]
-    print(f"# Quality: {len(photos)} photos from {args.data}, precision {','.join(args.precision)}\n")
+    ensembles = ",".join(map(str, args.ensemble))
+    print(
+        f"# Quality: {len(photos)} photos from {args.data}, precision {','.join(args.precision)}, "
+        f"ensemble {ensembles}\n"
+    )
     with tempfile.TemporaryDirectory(prefix="photosr-quality-") as tmp:
         for plugin in plugins:
             task = plugin.manifest.task
@@ -276,6 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             start = time.perf_counter()
             extra = (nlm_hs,) if task == "restore" else ()
             variants, notes = precision_variants(plugin, args.precision, DEVICE)
+            variants = with_ensembles(variants, args.ensemble)
             scores = scores_of(plugin, photos, Path(tmp), args.threads, *extra, variants=variants)
             print(f"## {describe(plugin)}\n\n{protocol}; {len(photos)} photos.\n")
             print(format_table(scores, baseline, metric=metric))

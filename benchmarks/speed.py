@@ -1,7 +1,7 @@
 """Seconds per photo, end to end through the pipeline, for every bundled plugin, next to the issue's targets.
 
     .venv/bin/python benchmarks/speed.py [--repeats 3] [--threads 2] [--plugin DIR ...] [--only NAME ...]
-        [--precision auto,fp32]
+        [--precision auto,fp32] [--ensemble 1,8]
 
 Each plugin runs `Pipeline.process_file` (load, process, save a JPEG at quality 95 into a temp folder) on
 a photo of the size its target is stated for: upscale x2 and x4 on a 1-MP photo (1000x1000 -> 4 / 16
@@ -17,7 +17,8 @@ Pillow alone (open, bicubic resize to the output size, save); for restore, photo
 in the same process, each row with its own baseline run: the first precision's row keeps the plugin's
 name, later ones read "NAME (fp32)" etc.; the "model" column says which model file (int8 or fp32) ran. A
 precision that would rerun a model file already timed (fp32 or int8 next to auto on a plugin without an
-int8 model) gets no row, and a line under the table says so.
+int8 model) gets no row, and a line under the table says so. `--ensemble 1,8` times each of those rows
+once per self-ensemble size (`photosr run --ensemble N`), the later ones as "NAME (ensemble 8)".
 
 Photos: a wikipedia50 training photo resized to the size (so JPEG coding costs what it costs on a photo),
 or a smooth gradient with texture when that folder is missing.
@@ -35,7 +36,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
-from bench_plugins import Variant, add_precision_option, find_plugins, pipeline_for, precision_variants
+from bench_plugins import (
+    Variant,
+    add_ensemble_option,
+    add_precision_option,
+    find_plugins,
+    pipeline_for,
+    precision_variants,
+    with_ensembles,
+)
 from PIL import Image, ImageOps
 
 from photosr.pipeline import Pipeline, ProcessOptions
@@ -105,14 +114,15 @@ def pillow_resize_run(src: Path, dst: Path, scale: int) -> Callable[[], None]:
 def measure(
     plugin: Plugin, tmp: Path, threads: int, repeats: int, variant: Variant | None = None
 ) -> dict[str, object]:
-    """One table row: `plugin` at `variant`'s precision (default: auto, under the plugin's name)."""
+    """One table row: `plugin` at `variant`'s precision and ensemble (default: auto, 1, under the plugin's
+    name)."""
     m = plugin.manifest
     variant = variant or precision_variants(plugin, ("auto",), DEVICE)[0][0]
     size, target = TARGETS.get((m.task, m.model.scale), (ONE_MP, None))
     src = tmp / f"photo-{size[0]}x{size[1]}.jpg"
     if not src.exists():
         make_photo(src, size)
-    pipeline = pipeline_for(plugin, threads=threads, precision=variant.precision)
+    pipeline = pipeline_for(plugin, threads=threads, precision=variant.precision, ensemble=variant.ensemble)
     pipeline_run(pipeline, make_photo(tmp / "warmup.jpg", (64, 48)), tmp / "warmup-out.jpg")()
     seconds = median_seconds(pipeline_run(pipeline, src, tmp / "out.jpg"), repeats)
     if m.task == "upscale":
@@ -171,6 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--plugin", action="append", default=[], help="extra plugin folder (repeatable)")
     parser.add_argument("--only", action="append", default=[], help="only this plugin (repeatable)")
     add_precision_option(parser)
+    add_ensemble_option(parser)
     args = parser.parse_args(argv)
 
     import onnxruntime
@@ -185,6 +196,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="photosr-speed-") as tmp:
         for plugin in plugins:
             variants, skipped = precision_variants(plugin, args.precision, DEVICE)
+            variants = with_ensembles(variants, args.ensemble)
             notes += skipped
             for variant in variants:
                 print(f"timing {variant.name(plugin.name)} ...", file=sys.stderr, flush=True)

@@ -30,6 +30,7 @@ FORMATS = ("keep", "png", "jpeg", "webp", "tiff")
 _FORMAT_ALIASES = {"jpg": "jpeg", "tif": "tiff"}
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "int8")  # photosr.engine.PRECISIONS, kept here so options stay light
+ENSEMBLES = (1, 2, 4, 8)  # photosr.engine.ENSEMBLES, likewise
 Status = Literal["ok", "failed", "skipped"]
 
 
@@ -42,6 +43,8 @@ class ProcessOptions:
     None means the colorize plugin's default; `max_pixels` None means photosr.io's default limit.
     `precision` picks each plugin's model file: "auto" = its int8 model when running on CPU only and it
     ships one, "fp32" = always the full-precision model, "int8" = the int8 model wherever there is one.
+    `ensemble` n > 1 runs every model on n flips/transposes of each tile and averages them
+    (`engine.SelfEnsemble`): a little better, n times slower.
     """
 
     tasks: tuple[str, ...] = ("restore",)
@@ -60,6 +63,7 @@ class ProcessOptions:
     skip_existing: bool = False
     device: str = "auto"
     precision: str = "auto"
+    ensemble: int = 1
     threads: int = 0
     tile: int | None = None
     tile_overlap: int | None = None
@@ -110,6 +114,10 @@ def _option_problems(o: ProcessOptions) -> Iterable[str]:
         (
             o.precision in PRECISIONS,
             f"precision must be one of {', '.join(PRECISIONS)}, got {o.precision!r}",
+        ),
+        (
+            o.ensemble in ENSEMBLES,
+            f"ensemble must be one of {', '.join(map(str, ENSEMBLES))}, got {o.ensemble!r}",
         ),
         (o.threads >= 0, f"threads must be >= 0, got {o.threads!r}"),
         (o.tile is None or o.tile >= 0, f"tile must be >= 0 (0 = automatic), got {o.tile!r}"),
@@ -281,10 +289,15 @@ class Pipeline:
                 f"tile {tile} must exceed the overlap {overlap} by at least {model.size_multiple} "
                 f"for plugin {plugin.name!r}"
             )
+        session = self._sessions[key]
+        if o.ensemble > 1:
+            from photosr.engine import SelfEnsemble
+
+            session = SelfEnsemble(session, o.ensemble)
         # Colorize at a render size sees the whole (small) photo at once: colour needs global context.
         whole = isinstance(task, ColorizeTask) and task.render_size > 0
         return ModelRunner(
-            self._sessions[key],
+            session,
             scale=model.scale,
             tile=tile,
             overlap=overlap,

@@ -145,3 +145,26 @@ def test_speed_rows_per_precision(plugins, monkeypatch, capsys):
     assert built == [("dual2", "auto"), ("dual2", "fp32"), ("plain2", "auto")]
     assert "dual2: int8 runs the same int8 model as auto; no extra row" in out
     assert "plain2: no int8 model; no fp32 row" in out and "plain2: no int8 model; no int8 row" in out
+
+
+def test_parse_ensembles_keeps_order_once_and_refuses_other_sizes():
+    assert bench_plugins.parse_ensembles("1, 8,1") == (1, 8)
+    for bad in ("3", "1,x", "", "0"):
+        with pytest.raises(argparse.ArgumentTypeError, match="1, 2, 4, 8"):
+            bench_plugins.parse_ensembles(bad)
+
+
+def test_quality_rows_per_ensemble_size(plugins, tmp_path, capsys):
+    """dual2's int8 model (a conv residual) is not flip-equivariant, so its ensemble row scores differently;
+    plain2 (pixel replication) is, so its ensemble row equals its single row."""
+    data = tmp_path / "photos"
+    write_image(data / "a.png", 32, 40)
+    argv = ["--data", str(data), "--threads", "1", "--ensemble", "1,8", "--plugin", str(plugins)]
+    assert bench_quality.main(argv + ["--only", "dual2", "--only", "plain2"]) == 0
+    out = capsys.readouterr().out
+    rows = {
+        line.split(" | ")[0][2:]: line.split(" | ")[2:4] for line in out.splitlines() if line.startswith("| ")
+    }
+    assert "ensemble 1,8" in out.splitlines()[0]
+    assert rows["dual2"] != rows["dual2 (ensemble 8)"]
+    assert rows["plain2"] == rows["plain2 (ensemble 8)"]

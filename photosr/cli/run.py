@@ -92,6 +92,15 @@ _FORMAT_CHOICES = click.Choice(["keep", "png", "jpeg", "jpg", "webp", "tiff", "t
     help="Model weights: auto = int8 on CPU when the plugin ships an int8 model, else fp32; "
     "fp32 = always the full-precision model; int8 = the int8 model wherever the plugin has one.",
 )
+@click.option(
+    "--ensemble",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    metavar="N",
+    help="1, 2, 4 or 8: run each model on N flips/transposes of the photo and average them - a little "
+    "sharper and cleaner (upscale x2: +0.07 dB at 8), N times slower.",
+)
 @click.option("--threads", type=click.IntRange(min=0), default=0, help="CPU threads for the model (0 = all).")
 @click.option("--tile", type=click.IntRange(min=0), help="Tile side in input pixels (0 = automatic).")
 @click.option("--tile-overlap", type=click.IntRange(min=0), help="Tile overlap in input pixels.")

@@ -125,3 +125,12 @@ def test_options_and_cli_refuse_other_ensemble_sizes(tmp_path: Path):
     result = CliRunner().invoke(main, [*args, "--ensemble", "4", "-q"])
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "out" / "in.png").size == (32, 32)
+
+
+def test_the_pipelines_light_copies_of_the_engines_choices_agree():
+    import photosr.engine
+    import photosr.pipeline
+
+    assert photosr.pipeline.ENSEMBLES == photosr.engine.ENSEMBLES
+    assert photosr.pipeline.PRECISIONS == photosr.engine.PRECISIONS
+    assert photosr.pipeline.DEVICES == photosr.engine.DEVICES

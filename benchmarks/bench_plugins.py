@@ -52,15 +52,22 @@ def pipeline_for(plugin: Plugin, *, threads: int, **options: Any) -> Pipeline:
     return Pipeline(opts, registry=PluginRegistry())
 
 
+def _parse_choices(text: str, what: str, choices: Sequence[Any], convert: Any = str) -> tuple[Any, ...]:
+    """ "a, b,a" -> (a, b): `choices` members (after `convert`), in the order given, each once."""
+    try:
+        values = tuple(dict.fromkeys(convert(v.strip()) for v in text.split(",") if v.strip()))
+    except ValueError:
+        values = ()
+    if not values or any(v not in choices for v in values):
+        raise argparse.ArgumentTypeError(
+            f"{what} must be a comma-separated list of {', '.join(map(str, choices))}, got {text!r}"
+        )
+    return values
+
+
 def parse_precisions(text: str) -> tuple[str, ...]:
     """`--precision auto,fp32` -> ("auto", "fp32"): known precisions, in the order given, each once."""
-    precisions = tuple(dict.fromkeys(p.strip() for p in text.split(",") if p.strip()))
-    unknown = [p for p in precisions if p not in PRECISIONS]
-    if unknown or not precisions:
-        raise argparse.ArgumentTypeError(
-            f"precision must be a comma-separated list of {', '.join(PRECISIONS)}, got {text!r}"
-        )
-    return precisions
+    return _parse_choices(text, "precision", PRECISIONS)
 
 
 def add_precision_option(parser: argparse.ArgumentParser) -> None:
@@ -75,15 +82,7 @@ def add_precision_option(parser: argparse.ArgumentParser) -> None:
 
 def parse_ensembles(text: str) -> tuple[int, ...]:
     """`--ensemble 1,8` -> (1, 8): self-ensemble sizes photosr run accepts, in the order given, each once."""
-    try:
-        sizes = tuple(dict.fromkeys(int(n) for n in text.split(",") if n.strip()))
-    except ValueError:
-        sizes = ()
-    if not sizes or any(n not in ENSEMBLES for n in sizes):
-        raise argparse.ArgumentTypeError(
-            f"ensemble must be a comma-separated list of {', '.join(map(str, ENSEMBLES))}, got {text!r}"
-        )
-    return sizes
+    return _parse_choices(text, "ensemble", ENSEMBLES, int)
 
 
 def add_ensemble_option(parser: argparse.ArgumentParser) -> None:

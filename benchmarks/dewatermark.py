@@ -139,6 +139,21 @@ def dewatermark_plugins(extra: list[str]) -> list:
     return found + [Plugin(Path(folder)) for folder in extra]
 
 
+def dewatermark_pipeline(plugin, threads: int, precision: str):
+    """`plugin` for the dewatermark task on the CPU, writing the found-overlay mask next to each output."""
+    from photosr.pipeline import Pipeline, ProcessOptions
+
+    options = ProcessOptions(
+        tasks=("dewatermark",),
+        plugins=(str(plugin.folder),),
+        save_mask=True,
+        device="cpu",
+        threads=threads,
+        precision=precision,
+    )
+    return Pipeline(options)
+
+
 def run_plugin(
     plugin,
     cases: list[Case],
@@ -150,17 +165,9 @@ def run_plugin(
 ) -> list[np.ndarray]:
     """Each case through photosr's pipeline (PNG in, PNG + mask out) at `precision`, scored into the rows
     `name` (default: the plugin's name) and "`name` in-mask"; returns the outputs."""
-    from photosr.pipeline import Pipeline, ProcessOptions, mask_path
+    from photosr.pipeline import mask_path
 
-    options = ProcessOptions(
-        tasks=("dewatermark",),
-        plugins=(str(plugin.folder),),
-        save_mask=True,
-        device="cpu",
-        threads=threads,
-        precision=precision,
-    )
-    pipeline = Pipeline(options)
+    pipeline = dewatermark_pipeline(plugin, threads, precision)
     name = name or plugin.manifest.name
     row, kept = rows[name], rows[f"{name} in-mask"]
     row.model = kept.model = model_kind(plugin, precision, "cpu")[0]
@@ -184,20 +191,10 @@ def run_plugin(
 def time_12mp(plugin, case: Case, threads: int, work: Path, precision: str = "auto") -> float:
     """Seconds of process_file (load, dewatermark, mask, save) on the first case enlarged to 4000x3000
     and saved as JPEG, at `precision`; the session is warmed on the small photo first."""
-    from photosr.pipeline import Pipeline, ProcessOptions
-
     big = work / "big.jpg"
     if not big.exists():
         Image.fromarray(case.damaged).resize((4000, 3000), Image.Resampling.BICUBIC).save(big, quality=92)
-    options = ProcessOptions(
-        tasks=("dewatermark",),
-        plugins=(str(plugin.folder),),
-        save_mask=True,
-        device="cpu",
-        threads=threads,
-        precision=precision,
-    )
-    pipeline = Pipeline(options)
+    pipeline = dewatermark_pipeline(plugin, threads, precision)
     pipeline.process_file(work / f"{case.name}.png", work / "warm.png")
     result = pipeline.process_file(big, work / "big-out.jpg")
     if not result.ok:

@@ -43,7 +43,8 @@ from photosr.errors import EngineError, UsageError
 logger = logging.getLogger("photosr.engine")
 
 DEVICES = ("auto", "cpu", "cuda")
-# Which model file of a plugin runs: "auto" = its int8 model on CPU-only providers when it has one.
+# Which model file of a plugin runs: "auto" = its int8 model, when it has one, on CPU-only providers
+# and a CPU with int8 dot products (`cpu_int8_is_exact`).
 PRECISIONS = ("auto", "fp32", "int8")
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -70,7 +71,8 @@ class EngineOptions:
     """How models run. `threads` 0 = all cores; `tile` 0 = automatic; `tile_overlap` None = plugin default.
 
     `precision` picks a plugin's model file (`Plugin.model_path_for`): "fp32" the manifest's `file`,
-    "int8" its `int8_file` when it has one, "auto" the int8 file only when the providers are CPU-only.
+    "int8" its `int8_file` when it has one, "auto" the int8 file only when the providers are CPU-only and
+    the CPU has int8 dot products (`cpu_int8_is_exact`).
     """
 
     device: str = "auto"

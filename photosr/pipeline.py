@@ -41,8 +41,9 @@ class ProcessOptions:
     `plugins` are plugin names or folder paths, matched in order to the tasks that need a model, or
     given as "task=NAME". `tile`/`tile_overlap` of None mean the plugin's manifest defaults; `render_size`
     None means the colorize plugin's default; `max_pixels` None means photosr.io's default limit.
-    `precision` picks each plugin's model file: "auto" = its int8 model when running on CPU only and it
-    ships one, "fp32" = always the full-precision model, "int8" = the int8 model wherever there is one.
+    `precision` picks each plugin's model file: "auto" = its int8 model when it ships one and runs on a
+    CPU only, one with int8 dot products (VNNI, AMX, ARM64); "fp32" = always the full-precision model;
+    "int8" = the int8 model wherever there is one.
     `ensemble` n > 1 runs every model on n flips/transposes of each tile and averages them
     (`engine.SelfEnsemble`): a little better, n times slower.
     """

@@ -107,7 +107,7 @@ class Variant:
     ensemble: int = 1
 
     def name(self, base: str) -> str:
-        """The row name: `base` for the first precision, "base (fp32)" for a later one."""
+        """The row name: `base` for the first precision and size, then e.g. "base (fp32) (ensemble 8)"."""
         return base + self.suffix
 
 

@@ -39,7 +39,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from bench_plugins import add_precision_option, model_kind, precision_variants
+from bench_plugins import add_precision_option, model_kind, pipeline_for, precision_variants
 from PIL import Image
 
 DATA = Path("/work/shared/data/val/sunhays80")
@@ -141,17 +141,7 @@ def dewatermark_plugins(extra: list[str]) -> list:
 
 def dewatermark_pipeline(plugin, threads: int, precision: str):
     """`plugin` for the dewatermark task on the CPU, writing the found-overlay mask next to each output."""
-    from photosr.pipeline import Pipeline, ProcessOptions
-
-    options = ProcessOptions(
-        tasks=("dewatermark",),
-        plugins=(str(plugin.folder),),
-        save_mask=True,
-        device="cpu",
-        threads=threads,
-        precision=precision,
-    )
-    return Pipeline(options)
+    return pipeline_for(plugin, threads=threads, save_mask=True, device="cpu", precision=precision)
 
 
 def run_plugin(

@@ -290,8 +290,8 @@ class SelfEnsemble:
     def run(self, batch: np.ndarray) -> np.ndarray:
         total = self.session.run(batch)
         for k in range(1, self.n):
-            view = np.ascontiguousarray(dihedral(batch, k))
-            total = total + undo_dihedral(self.session.run(view), k)
+            # A strided view: ModelSession.run makes the one contiguous copy ONNX Runtime needs.
+            total = total + undo_dihedral(self.session.run(dihedral(batch, k)), k)
         return total / self.n
 
 

@@ -29,6 +29,9 @@ class SourceInfo:
     xmp: bytes | None = None
     dpi: tuple[float, float] | None = None
     frames: int = 1  # frames in the source; only the first is processed
+    # The JPEG quality the pixels were saved at (photosr.jpeg), while they are the decoded ones: None
+    # for other formats and once anything changed them. Quality-aware models take it as an input.
+    jpeg_quality: int | None = None
 
 
 @dataclass
@@ -55,8 +58,10 @@ class Photo:
         return self.rgb.shape[1], self.rgb.shape[0]
 
     def with_pixels(self, rgb: np.ndarray, alpha: np.ndarray | None = None, **changes) -> Photo:
-        """A copy with new pixels (and alpha), keeping the provenance record."""
-        return replace(self, rgb=rgb, alpha=alpha, **changes)
+        """A copy with new pixels (and alpha), keeping the provenance record - except the JPEG quality,
+        which described the old pixels."""
+        info = self.info if self.info.jpeg_quality is None else replace(self.info, jpeg_quality=None)
+        return replace(self, rgb=rgb, alpha=alpha, info=info, **changes)
 
 
 __all__ = ["Photo", "SourceInfo"]

@@ -56,6 +56,7 @@ from PIL import (
 from photosr.colour import linear_to_srgb, luminance, srgb_to_linear
 from photosr.errors import ImageReadError, ImageTooLargeError, ImageWriteError, UsageError
 from photosr.image import Photo, SourceInfo
+from photosr.jpeg import jpeg_quality
 
 DEFAULT_MAX_PIXELS: int | None = 200_000_000
 
@@ -250,6 +251,7 @@ def photo_from_pil(img: Image.Image, *, path: str | Path | None = None) -> Photo
         xmp=_xmp_bytes(img),
         dpi=_dpi(img, orientation),
         frames=frames,
+        jpeg_quality=jpeg_quality(img),
     )
     return Photo(rgb=rgb, alpha=alpha, info=info)
 

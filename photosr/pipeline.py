@@ -304,6 +304,7 @@ class Pipeline:
             overlap=overlap,
             multiple=model.size_multiple,
             whole=whole,
+            takes_quality=plugin.takes_quality,
         )
 
     # --- processing ----------------------------------------------------------------------------------

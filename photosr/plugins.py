@@ -45,6 +45,7 @@ from photosr.engine import (
     run_tiled,
 )
 from photosr.errors import ManifestError, PhotosrError, PluginError, PluginNotFoundError
+from photosr.jpeg import QUALITY_INPUT, with_quality_plane
 
 try:
     import tomllib
@@ -58,6 +59,9 @@ ENV_PLUGIN_PATH = "PHOTOSR_PLUGIN_PATH"
 ENTRY_POINT_GROUP = "photosr.plugins"
 TASKS = ("restore", "upscale", "colorize", "dewatermark")
 COLOUR_LAYOUTS = ("rgb",)
+# What a model's input holds: the photo, or the photo plus a plane of the JPEG quality its file was saved
+# at (photosr.jpeg's QUALITY_INPUT), which quality-aware restoration models take.
+INPUT_LAYOUTS = (*COLOUR_LAYOUTS, QUALITY_INPUT)
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]*\Z")
 _SHA_RE = re.compile(r"[0-9a-f]{64}\Z")
 
@@ -209,7 +213,7 @@ def _parse_model(table: Mapping[str, Any], path: Path, task: str) -> ModelSpec:
         file=file,
         sha256=f.string("sha256", pattern=_SHA_RE, expected="64 lower-case hex digits"),
         scale=f.integer("scale", None, 1),
-        input=f.choice("input", COLOUR_LAYOUTS, "rgb"),
+        input=f.choice("input", INPUT_LAYOUTS, "rgb"),
         output=f.choice("output", COLOUR_LAYOUTS, "rgb"),
         size_multiple=f.integer("size_multiple", 1, 1),
         tile=f.integer("tile", 0, 0),
@@ -381,11 +385,24 @@ class Plugin:
         path = self.model_path_for(options)
         return ModelSession(path, options, before_create=functools.partial(self.verify, path))
 
+    @property
+    def takes_quality(self) -> bool:
+        """Whether the model's input carries the photo's JPEG quality (manifest `input = "rgb+quality"`)."""
+        return self.manifest.model.input == QUALITY_INPUT
+
     def infer(
-        self, session: ModelSession, image: np.ndarray, options: EngineOptions | None = None
+        self,
+        session: ModelSession,
+        image: np.ndarray,
+        options: EngineOptions | None = None,
+        *,
+        quality: int | None = None,
     ) -> np.ndarray:
-        """Run the model over an HxWxC image, tiled with the options' or the manifest's tile settings."""
+        """Run the model over an HxWxC image, tiled with the options' or the manifest's tile settings.
+        `quality` is the JPEG quality of the image's file (None: unknown), for models that take it."""
         model = self.manifest.model
+        if self.takes_quality:
+            image = with_quality_plane(image, quality)
         tile, overlap = resolve_tiling(
             options or session.options, plugin_tile=model.tile, plugin_overlap=model.tile_overlap
         )

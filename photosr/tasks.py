@@ -18,6 +18,7 @@ from PIL import Image, ImageFilter
 from photosr.colour import linear_to_srgb, luminance, rgb_to_ycbcr, srgb_to_linear
 from photosr.errors import UsageError
 from photosr.image import Photo
+from photosr.jpeg import with_quality_plane
 from photosr.resize import fit_within
 
 Runner = Callable[[np.ndarray], np.ndarray]
@@ -36,10 +37,20 @@ class ModelRunner:
     overlap: int = 16
     multiple: int = 1
     whole: bool = False  # one run on the whole (already small) image: colorize needs global context
+    # The model's input has a fourth plane: the JPEG quality of the photo's file (photosr.jpeg), which
+    # `Task.apply` binds per photo (`for_photo`); unknown (None) until then.
+    takes_quality: bool = False
+    quality: int | None = None
+
+    def for_photo(self, photo: Photo) -> ModelRunner:
+        """This runner with the photo's JPEG quality bound, for a model that takes it."""
+        return replace(self, quality=photo.info.jpeg_quality) if self.takes_quality else self
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         from photosr.engine import run_tiled, run_whole
 
+        if self.takes_quality:
+            rgb = with_quality_plane(rgb, self.quality)
         if self.whole:
             return run_whole(self.session, rgb, scale=self.scale, multiple=self.multiple)
         return run_tiled(
@@ -165,6 +176,8 @@ class Task:
     def apply(self, photo: Photo, runner: Runner | None) -> Photo:
         if runner is None:
             raise UsageError(f"task {self.name!r} needs a model runner")
+        if isinstance(runner, ModelRunner):
+            runner = runner.for_photo(photo)
         rgb = photo.rgb if photo.alpha is None else fill_transparent(photo.rgb, photo.alpha)
         out = _clipped(self.transform(rgb, runner), rgb)
         if _keeps_grey(photo):

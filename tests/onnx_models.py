@@ -92,6 +92,20 @@ def nearest_upscale_model(scale: int = 2, channels: int = 3) -> onnx.ModelProto:
     return _finish(nodes, inits, channels, channels, f"nearest_x{scale}")
 
 
+def quality_offset_model() -> onnx.ModelProto:
+    """A quality-aware stand-in: RGB plus the fourth (JPEG quality) plane, added to every channel."""
+    inits = [
+        _const(name, np.array(values, dtype=np.int64))
+        for name, values in (("rgb_start", [0]), ("rgb_end", [3]), ("q_end", [4]), ("axis", [1]))
+    ]
+    nodes = [
+        helper.make_node("Slice", ["input", "rgb_start", "rgb_end", "axis"], ["rgb"]),
+        helper.make_node("Slice", ["input", "rgb_end", "q_end", "axis"], ["plane"]),
+        helper.make_node("Add", ["rgb", "plane"], ["output"]),
+    ]
+    return _finish(nodes, inits, 4, 3, "quality_offset")
+
+
 def _conv(src: str, dst: str, c_in: int, c_out: int, kernel: int, rng: np.random.Generator, gain: float):
     weight = _const(
         f"{dst}_w", (rng.standard_normal((c_out, c_in, kernel, kernel)) * gain).astype(np.float32)
@@ -252,6 +266,7 @@ __all__ = [
     "identity_model",
     "manifest_text",
     "nearest_upscale_model",
+    "quality_offset_model",
     "save_model",
     "sha256_of",
     "size_multiple_model",

@@ -89,13 +89,42 @@ def test_crappifier_with_the_wrong_output_size_is_reported() -> None:
         next(iter(stream))
 
 
+def test_quality_streams_add_the_damages_jpeg_quality_as_a_plane() -> None:
+    """The fourth input plane is quality / 100 of the JPEG the damage ended with, or 0 when hidden
+    (a QUALITY_HIDDEN share) or when there was no JPEG."""
+    from photosr.training.data import QUALITY_HIDDEN, damaged_pair
+
+    jpeg30 = resolve_crappifier("noise10-jpeg30", task="restore", scale=1)
+    stream = PatchStream(_images(), jpeg30, scale=1, patch=16, batch_size=4, with_quality=True)
+    rng = np.random.default_rng(0)
+    planes = []
+    for _ in range(200):
+        damaged, target = stream.sample(rng)
+        assert damaged.shape == (4, 16, 16) and target.shape == (3, 16, 16)
+        planes.append(damaged[3])
+    values = torch.stack(planes)
+    assert all(torch.all(p == p[0, 0]) for p in values)  # constant over the patch
+    firsts = values[:, 0, 0]
+    assert set(firsts.tolist()) == {0.0, float(np.float32(0.30))}
+    assert abs(float((firsts == 0).float().mean()) - QUALITY_HIDDEN) < 0.1
+    lr, hr, quality = damaged_pair(_images(1)[0], jpeg30, scale=1, seed=0)
+    assert quality == 30 and lr.shape == hr.shape
+
+    def darker(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        return Image.fromarray(np.asarray(img) // 2)
+
+    plain = PatchStream(_images(), darker, scale=1, patch=16, batch_size=4, with_quality=True)
+    assert not any(plain.sample(rng)[0][3].any() for _ in range(10))  # no JPEG: nothing to tell
+
+
 def test_validation_pairs_are_fixed_and_mod_cropped() -> None:
     crappifier = resolve_crappifier("bicubic", task="upscale", scale=4)
     pairs = validation_pairs(_images(5, 42), crappifier, scale=4, crop=30, count=3)
     again = validation_pairs(_images(5, 42), crappifier, scale=4, crop=30, count=3)
     assert len(pairs) == 3
-    for (lr, hr), (lr2, _) in zip(pairs, again, strict=True):
+    for (lr, hr, quality), (lr2, _, _) in zip(pairs, again, strict=True):
         assert hr.shape == (28, 28, 3) and lr.shape == (7, 7, 3)
+        assert quality is None  # no JPEG in this damage
         assert np.array_equal(lr, lr2)
     assert mod_crop(np.zeros((10, 7, 3)), 4).shape == (8, 4, 3)
     with pytest.raises(UsageError, match="only makes sense for upscaling"):

@@ -210,3 +210,24 @@ def test_quantize_command_adds_an_int8_model_to_a_plugin_folder(tmp_path: Path, 
     assert after.model.int8_file == "model.int8.onnx" and after.model.sha256 == before.model.sha256
     assert after.training == before.training and after.metrics["int8_vs_fp32_psnr"] > 30
     Plugin(tmp_path / "p").verify(tmp_path / "p" / "model.int8.onnx")
+
+
+def test_a_quality_aware_unet_exports_a_plugin_that_takes_the_quality(tmp_path: Path) -> None:
+    """Four input channels in the ONNX file, `input = "rgb+quality"` in the manifest, and the runtime
+    feeding the plane gives what PyTorch gives for the same quality."""
+    from photosr.training.evaluate import plugin_predictor, torch_predictor
+
+    hp = {**TINY["resunet"], "unshuffle": 2, "quality_input": True}
+    cfg = TrainConfig(task="restore", data=(str(tmp_path),), arch="resunet", model=hp)
+    model = _randomised(build_model("resunet", scale=1, **hp))
+    ckpt = save_checkpoint(tmp_path / "c.pt", cfg=cfg, arch="resunet", model=model, step=1)
+    manifest = export_plugin(ckpt, tmp_path / "plugin")
+    dims = onnx.load(str(tmp_path / "plugin" / "model.onnx")).graph.input[0].type.tensor_type.shape.dim
+    assert dims[1].dim_value == 4 and manifest["model"]["input"] == "rgb+quality"
+    assert Plugin(tmp_path / "plugin").takes_quality
+    lr = np.random.default_rng(0).integers(0, 256, (24, 36, 3), dtype=np.uint8)
+    runtime, _ = plugin_predictor(tmp_path / "plugin", threads=1)
+    reference = torch_predictor(model)
+    for quality in (None, 25, 90):
+        np.testing.assert_allclose(runtime(lr, quality), reference(lr, quality), atol=1e-4)
+    assert np.abs(reference(lr, 25) - reference(lr, 90)).max() > 1e-3  # the plane changes the output

@@ -300,6 +300,31 @@ def test_init_from_may_grow_a_unet_deeper_from_the_same_function(photos: Path, t
         Trainer(_cfg(photos, model={"blocks": 1}, init_from=str(result.checkpoint)), tmp_path / "d")
 
 
+def test_init_from_may_add_the_jpeg_quality_input_from_the_same_function(
+    photos: Path, tmp_path: Path
+) -> None:
+    """The head's new input columns start at zero: whatever the plane holds, the net computes what the
+    trained one did, and training on JPEG damage then feeds it the quality."""
+    unet = {"model": {"channels": [8, 16], "blocks": 1, "unshuffle": 2}}
+    first = train(_cfg(photos, **unet, steps=2), tmp_path / "a")
+    aware = Trainer(
+        _cfg(photos, model={"quality_input": True}, init_from=str(first.checkpoint)), tmp_path / "b"
+    )
+    blind = Trainer(_cfg(photos, **unet, init_from=str(first.checkpoint)), tmp_path / "c").model.eval()
+    assert aware.model.hparams["quality_input"] is True and aware.model.head.in_channels == 16
+    x = torch.rand(1, 3, 20, 28)
+    with torch.no_grad():
+        for value in (0.0, 0.3, 0.9):
+            plane = torch.full_like(x[:, :1], value)
+            assert torch.equal(aware.model.eval()(torch.cat([x, plane], 1)), blind(x))
+    result = aware.fit()
+    assert result.step == 4
+    with pytest.raises(UsageError, match="init-from holds resunet"):
+        Trainer(
+            _cfg(photos, model={"quality_input": False}, init_from=str(result.checkpoint)), tmp_path / "d"
+        )
+
+
 @pytest.mark.parametrize("task", ["restore", "colorize", "dewatermark"])
 def test_every_task_preset_trains(photos: Path, tmp_path: Path, task: str) -> None:
     """Each 1x task's default crappification feeds the loop (inputs and targets the same size)."""

@@ -14,6 +14,7 @@ from typing import Any
 import click
 
 from photosr.errors import PhotosrError, UsageError
+from photosr.jpeg import QUALITY_INPUT
 
 from .cli_crappify import crappify
 from .config import TrainConfig, config_from_dict, load_config
@@ -271,7 +272,11 @@ def quantize(plugin_dir: Path, data: tuple[Path, ...], recipe: str | None) -> No
         recipe = recipe or (None if trained in (None, "", "(task preset)") else trained)
         crappifier = resolve_crappifier(recipe, task=manifest["task"], scale=model.get("scale", 1))
         inputs = calibration_inputs(
-            folders, crappifier, scale=model.get("scale", 1), multiple=model.get("size_multiple", 1)
+            folders,
+            crappifier,
+            scale=model.get("scale", 1),
+            multiple=model.get("size_multiple", 1),
+            takes_quality=model.get("input") == QUALITY_INPUT,
         )
         agreement = add_int8_model(plugin_dir, manifest, inputs)
         write_manifest(plugin_dir, manifest)

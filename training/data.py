@@ -20,6 +20,7 @@ import torch
 from PIL import Image, ImageOps
 
 from photosr.errors import ImageReadError, UsageError
+from photosr.jpeg import quality_value
 
 IMAGE_SUFFIXES = {
     ".png",
@@ -35,6 +36,8 @@ IMAGE_SUFFIXES = {
     ".ppm",
 }
 Crappifier = Callable[[Image.Image, np.random.Generator], Image.Image]
+# Share of a quality-aware model's training inputs whose JPEG quality it is not told.
+QUALITY_HIDDEN = 0.25
 
 
 def resolve_crappifier(spec: str | None, *, task: str, scale: int) -> Crappifier:
@@ -130,7 +133,8 @@ class PatchStream(torch.utils.data.IterableDataset):
     Photos are drawn with probability proportional to their area, so every pixel is equally likely to
     be seen. `patch` is the side of the model's input; targets are `patch * scale`. With `with_mask`
     (models with a mask head) the target has a fourth channel: the alpha of what the crappifier's
-    overlays drew (`Crappifier.apply_with_mask`).
+    overlays drew (`Crappifier.apply_with_mask`). With `with_quality` (quality-aware models) the input
+    has a fourth plane: the JPEG quality the damage ended with (`photosr.jpeg.quality_value`).
     """
 
     def __init__(
@@ -142,6 +146,7 @@ class PatchStream(torch.utils.data.IterableDataset):
         patch: int,
         batch_size: int,
         with_mask: bool = False,
+        with_quality: bool = False,
     ):
         super().__init__()
         if with_mask and not getattr(crappifier, "splittable", False):
@@ -150,7 +155,7 @@ class PatchStream(torch.utils.data.IterableDataset):
             )
         self.images, self.crappifier = images, crappifier
         self.scale, self.patch, self.batch_size = scale, patch, batch_size
-        self.with_mask = with_mask
+        self.with_mask, self.with_quality = with_mask, with_quality
         areas = np.array([img.shape[0] * img.shape[1] for img in images], dtype=np.float64)
         self.weights = areas / areas.sum()
 
@@ -172,7 +177,13 @@ class PatchStream(torch.utils.data.IterableDataset):
         target = to_tensor(hr)
         if self.with_mask:
             target = torch.cat([target, torch.from_numpy(np.ascontiguousarray(mask, np.float32))[None]])
-        return to_tensor(np.asarray(lr)), target
+        damaged = to_tensor(np.asarray(lr))
+        if self.with_quality:
+            # Sometimes hidden, as for photos whose quality photosr cannot know (not a JPEG file, or
+            # changed since): the model keeps a blind fallback.
+            quality = None if rng.random() < QUALITY_HIDDEN else lr.info.get("jpeg_quality")
+            damaged = torch.cat([damaged, torch.full_like(damaged[:1], quality_value(quality))])
+        return damaged, target
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         # torch.initial_seed() is base_seed + worker id inside a worker: distinct, reproducible streams.
@@ -262,17 +273,27 @@ def mod_crop(rgb: np.ndarray, multiple: int) -> np.ndarray:
 def degrade_pair(
     hr: np.ndarray, crappifier: Crappifier, *, scale: int, seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(input uint8, target uint8) for evaluation: target mod-cropped, input from a fixed-seed crappifier.
+    """(input uint8, target uint8) for evaluation: target mod-cropped, input from a fixed-seed crappifier."""
+    lr, hr, _ = damaged_pair(hr, crappifier, scale=scale, seed=seed)
+    return lr, hr
+
+
+def damaged_pair(
+    hr: np.ndarray, crappifier: Crappifier, *, scale: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """`degrade_pair` plus the JPEG quality the damage ended with (None: it did not end with a JPEG),
+    which quality-aware models take as an input.
 
     A 1x recipe whose random steps all happened to skip returns the photo untouched (the restore preset
     does ~2% of the time); such a draw scores nothing (PSNR inf), so it is drawn again with the next seed."""
     hr = mod_crop(hr, scale)
     for attempt in range(_REDRAWS):
         rng = np.random.default_rng(seed + attempt * 1_000_003)
-        lr = np.asarray(crappifier(Image.fromarray(hr), rng).convert("RGB"))
+        damaged = crappifier(Image.fromarray(hr), rng).convert("RGB")
+        lr = np.asarray(damaged)
         if lr.shape != hr.shape or not np.array_equal(lr, hr):
             break
-    return lr, hr
+    return lr, hr, damaged.info.get("jpeg_quality")
 
 
 _REDRAWS = 8
@@ -280,15 +301,16 @@ _REDRAWS = 8
 
 def validation_pairs(
     images: list[np.ndarray], crappifier: Crappifier, *, scale: int, crop: int, count: int
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """A small fixed validation set: centre crops of `count` photos spread over the set, fixed seeds."""
+) -> list[tuple[np.ndarray, np.ndarray, int | None]]:
+    """A small fixed validation set: centre crops of `count` photos spread over the set, fixed seeds;
+    (input, target, JPEG quality) as `damaged_pair` makes them."""
     crop -= crop % scale
     picks = sorted({int(i) for i in np.linspace(0, len(images) - 1, min(count, len(images))).round()})
     pairs = []
     for i in picks:
         img = images[i]
         side = min(crop, min(img.shape[:2]) - min(img.shape[:2]) % scale)
-        pairs.append(degrade_pair(centre_crop(img, side), crappifier, scale=scale, seed=i))
+        pairs.append(damaged_pair(centre_crop(img, side), crappifier, scale=scale, seed=i))
     return pairs
 
 
@@ -298,6 +320,7 @@ __all__ = [
     "PatchStream",
     "SHARD_SIZE",
     "centre_crop",
+    "damaged_pair",
     "degrade_pair",
     "describe_crappifier",
     "find_images",

@@ -18,9 +18,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from photosr.jpeg import with_quality_plane
 from photosr.tasks import MASK_CHANNEL
 
-Predictor = Callable[[np.ndarray], np.ndarray]  # HxWx3 uint8 input -> HxWx3 float (0..1) or uint8 output
+# HxWx3 uint8 input (and, optionally, its JPEG quality) -> HxWx3 float (0..1) or uint8 output
+Predictor = Callable[..., np.ndarray]
 
 
 def to_uint8(rgb: np.ndarray) -> np.ndarray:
@@ -101,19 +103,20 @@ class Scores:
 
 
 def score_pairs(
-    pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+    pairs: Sequence[tuple[np.ndarray, ...]],
     predictors: dict[str, Predictor],
     *,
     scale: int,
     with_ssim: bool = True,
 ) -> dict[str, dict[str, float]]:
-    """Score each predictor (plus the bicubic/identity baseline) on (input, target) uint8 pairs."""
+    """Score each predictor (plus the bicubic/identity baseline) on (input, target) uint8 pairs, or
+    (input, target, JPEG quality) triples: a predictor gets the quality when it is known."""
     baseline = "bicubic" if scale > 1 else "identity"
     scores = {name: Scores() for name in [baseline, *predictors]}
-    for lr, hr in pairs:
+    for lr, hr, *quality in pairs:
         scores[baseline].add(bicubic_upscale(lr, scale), hr, scale if scale > 1 else 0, with_ssim)
         for name, predict in predictors.items():
-            out = to_uint8(predict(lr))
+            out = to_uint8(predict(lr, *quality) if quality and quality[0] is not None else predict(lr))
             if out.shape != hr.shape:
                 raise ValueError(f"{name} returned {out.shape}, expected {hr.shape}")
             scores[name].add(out, hr, scale if scale > 1 else 0, with_ssim)
@@ -135,11 +138,17 @@ def format_table(table: dict[str, dict[str, float]], *, title: str = "") -> str:
 
 
 def torch_predictor(model: torch.nn.Module, *, device: str = "cpu") -> Predictor:
-    """Run a PyTorch model on one uint8 photo (fp32, no autocast: evaluation is the reference)."""
+    """Run a PyTorch model on one uint8 photo (fp32, no autocast: evaluation is the reference); a
+    quality-aware model also gets the photo's JPEG quality (None: unknown)."""
+    takes_quality = getattr(model, "quality_input", False)
 
     @torch.no_grad()
-    def predict(lr: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1))).float().div(255.0)[None].to(device)
+    def predict(lr: np.ndarray, quality: int | None = None) -> np.ndarray:
+        if takes_quality:
+            lr = with_quality_plane(lr.astype(np.float32) / 255.0, quality)
+        else:
+            lr = lr.astype(np.float32) / 255.0
+        x = torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1)))[None].to(device)
         return model(x)[0, :MASK_CHANNEL].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
 
     return predict
@@ -156,20 +165,22 @@ def plugin_predictor(
     plugin = Plugin(plugin_dir)
     session = plugin.session(EngineOptions(device="cpu", threads=threads, precision=precision))
 
-    def predict(lr: np.ndarray) -> np.ndarray:
-        return plugin.infer(session, lr.astype(np.float32) / 255.0)[..., :MASK_CHANNEL]
+    def predict(lr: np.ndarray, quality: int | None = None) -> np.ndarray:
+        rgb = lr.astype(np.float32) / 255.0
+        return plugin.infer(session, rgb, quality=quality)[..., :MASK_CHANNEL]
 
     return predict, plugin.manifest
 
 
 def full_pairs(
     data: str | Path, crappifier: Any, *, scale: int, limit: int = 0
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Whole photos of a folder (mod-cropped) and their degraded inputs, with fixed per-photo seeds."""
-    from .data import degrade_pair, find_images, load_rgb_uint8
+) -> list[tuple[np.ndarray, np.ndarray, int | None]]:
+    """Whole photos of a folder (mod-cropped), their degraded inputs and the JPEG quality the damage
+    ended with (`damaged_pair`), with fixed per-photo seeds."""
+    from .data import damaged_pair, find_images, load_rgb_uint8
 
     paths = find_images([data])[: limit or None]
-    return [degrade_pair(load_rgb_uint8(p), crappifier, scale=scale, seed=i) for i, p in enumerate(paths)]
+    return [damaged_pair(load_rgb_uint8(p), crappifier, scale=scale, seed=i) for i, p in enumerate(paths)]
 
 
 def evaluate_plugin(

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from photosr.errors import PluginError, UsageError
+from photosr.jpeg import QUALITY_INPUT, with_quality_plane
 
 from .checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -44,7 +45,9 @@ INT8_CALIBRATION_SIDE = 128  # input pixels per calibration crop
 def export_onnx(model: nn.Module, path: Path, *, opset: int = OPSET) -> Path:
     """Trace `model` to ONNX with dynamic batch/height/width (TorchScript exporter: no onnxscript needed)."""
     multiple = getattr(model, "size_multiple", 1)
-    sample = torch.rand(1, 3, 4 * multiple, 4 * multiple) if multiple > 1 else torch.rand(1, 3, 32, 32)
+    channels = getattr(model, "in_channels", 3)
+    side = 4 * multiple if multiple > 1 else 32
+    sample = torch.rand(1, channels, side, side)
     path.parent.mkdir(parents=True, exist_ok=True)
     dynamic = {0: "batch", 2: "height", 3: "width"}
     # The legacy exporter warns that it is legacy, and the U-Nets' pad-if-needed branch is traced at a
@@ -83,7 +86,7 @@ def check_parity(
     worst = 0.0
     for batch, h, w in sizes:
         h, w = -(-h // multiple) * multiple, -(-w // multiple) * multiple
-        x = torch.rand(batch, 3, h, w, generator=generator)
+        x = torch.rand(batch, getattr(model, "in_channels", 3), h, w, generator=generator)
         with torch.no_grad():
             expected = model(x).numpy()
         (got,) = session.run(None, {"input": x.numpy()})
@@ -111,7 +114,7 @@ def gflops_per_megapixel(model: nn.Module, *, side: int = 64) -> float:
     side = -(-side // multiple) * multiple
     try:
         with torch.no_grad():
-            model(torch.rand(1, 3, side, side))
+            model(torch.rand(1, getattr(model, "in_channels", 3), side, side))
     finally:
         for hook in hooks:
             hook.remove()
@@ -246,7 +249,7 @@ def export_plugin(
             "file": "model.onnx",
             "sha256": sha256_of(onnx_path),
             "scale": cfg.scale,
-            "input": "rgb",
+            "input": QUALITY_INPUT if getattr(model, "quality_input", False) else "rgb",
             "output": "rgb",
             "size_multiple": int(getattr(model, "size_multiple", 1)),
             "tile": 0,
@@ -304,11 +307,17 @@ def quantize_int8(fp32: Path, dst: Path, calibration: Sequence[np.ndarray]) -> P
 
 
 def calibration_inputs(
-    folders: Sequence[str | Path], crappifier: Any, *, scale: int, multiple: int = 1
+    folders: Sequence[str | Path],
+    crappifier: Any,
+    *,
+    scale: int,
+    multiple: int = 1,
+    takes_quality: bool = False,
 ) -> list[np.ndarray]:
     """Model inputs for int8 calibration: a centre crop of `INT8_CALIBRATION_PHOTOS` photos spread over
-    `folders` (training photos, so the validation photos stay unseen), damaged as in training."""
-    from .data import degrade_pair, load_rgb_uint8
+    `folders` (training photos, so the validation photos stay unseen), damaged as in training, with
+    the damage's JPEG quality plane for a model that `takes_quality`."""
+    from .data import damaged_pair, load_rgb_uint8
 
     paths = find_images(list(folders))
     if not paths:
@@ -320,8 +329,11 @@ def calibration_inputs(
         rgb = load_rgb_uint8(path)
         h, w = (min(side, n) // unit * unit for n in rgb.shape[:2])
         top, left = (rgb.shape[0] - h) // 2, (rgb.shape[1] - w) // 2
-        lr, _ = degrade_pair(rgb[top : top + h, left : left + w], crappifier, scale=scale, seed=i)
-        inputs.append(np.ascontiguousarray(lr.transpose(2, 0, 1)[None], dtype=np.float32) / 255.0)
+        lr, _, quality = damaged_pair(rgb[top : top + h, left : left + w], crappifier, scale=scale, seed=i)
+        x = lr.astype(np.float32) / 255.0
+        if takes_quality:
+            x = with_quality_plane(x, quality)
+        inputs.append(np.ascontiguousarray(x.transpose(2, 0, 1)[None]))
     return inputs
 
 
@@ -346,21 +358,19 @@ def add_int8_model(out: Path, manifest: dict[str, Any], calibration: Sequence[np
     return agreement
 
 
-def plugin_sheet(
-    plugin_dir: Path, pairs: Sequence[tuple[np.ndarray, np.ndarray]], *, scale: int, crop: int = 192
-):
+def plugin_sheet(plugin_dir: Path, pairs: Sequence[tuple[np.ndarray, ...]], *, scale: int, crop: int = 192):
     """Before/after sheet of an exported plugin: input (bicubic-enlarged), the plugin's output, target."""
     from .evaluate import bicubic_upscale, plugin_predictor
     from .reports import sample_sheet
 
     predict, _ = plugin_predictor(plugin_dir)
     rows = []
-    for lr, hr in pairs:
+    for lr, hr, *quality in pairs:
         side = min(crop // scale, *lr.shape[:2])
         top, left = (lr.shape[0] - side) // 2, (lr.shape[1] - side) // 2
         small = lr[top : top + side, left : left + side]
         target = hr[top * scale : (top + side) * scale, left * scale : (left + side) * scale]
-        rows.append((bicubic_upscale(small, scale), predict(small), target))
+        rows.append((bicubic_upscale(small, scale), predict(small, *quality), target))
     labels = ["input (bicubic)" if scale > 1 else "input", "photosr", "original"]
     return sample_sheet(rows, labels, cell=crop)
 
@@ -477,7 +487,13 @@ def publish_plugin(
         add_int8_model(
             out,
             manifest,
-            calibration_inputs(folders, crappifier, scale=scale, multiple=manifest["model"]["size_multiple"]),
+            calibration_inputs(
+                folders,
+                crappifier,
+                scale=scale,
+                multiple=manifest["model"]["size_multiple"],
+                takes_quality=manifest["model"]["input"] == QUALITY_INPUT,
+            ),
         )
         write_manifest(out, manifest)
     table_md = ""

@@ -110,7 +110,9 @@ def new_model(cfg: TrainConfig) -> tuple[str, nn.Module]:
     branches, the other branches start at zero) and an edge-block net as plain convs (`block="conv"`:
     the blocks' merged kernels); and a 1x U-Net may gain a mask head
     (`model={mask_head=true}`) and an overlay inversion (`invert=true`): its tail keeps the weights it
-    has, the new channels start as a fresh model's do; it may also grow deeper (`model={blocks=N}`, more
+    has, the new channels start as a fresh model's do; it may take the JPEG quality as a fourth input
+    plane (`quality_input=true`): the head's new input weights start at zero, so the net starts as the
+    one it was, and learns what the quality is worth; it may also grow deeper (`model={blocks=N}`, more
     than it has): the added ResBlocks start as the identity, so training resumes from the same function.
     A plain net may grow wider (`model={channels=N}`): the added channels start unread (see
     `PlainSR.widened_state`), so it too resumes from the same function.
@@ -132,7 +134,7 @@ def new_model(cfg: TrainConfig) -> tuple[str, nn.Module]:
     if rescaled and not scale_specific:
         raise UsageError(f"init-from is a x{init['hparams']['scale']} model; this run is x{cfg.scale}")
     hparams = dict(own.hparams)
-    changed = {k for k, v in cfg.model.items() if hparams.get(k, False if k in _HEADS else None) != v}
+    changed = {k for k, v in cfg.model.items() if hparams.get(k, False if k in _ADDABLE else None) != v}
     to_edge_blocks = "block" in changed and (hparams.get("block"), cfg.model["block"]) == ("conv", "ecb")
     to_plain_convs = "block" in changed and (hparams.get("block"), cfg.model["block"]) == ("ecb", "conv")
     old_blocks = hparams.get("blocks", 0)
@@ -144,9 +146,10 @@ def new_model(cfg: TrainConfig) -> tuple[str, nn.Module]:
         and cfg.model["channels"] > hparams["channels"]
     )
     if (
-        changed - {"act", "block", *_HEADS, *(["blocks"] if deeper else []), *(["channels"] if wider else [])}
+        changed
+        - {"act", "block", *_ADDABLE, *(["blocks"] if deeper else []), *(["channels"] if wider else [])}
         or ((wider or to_plain_convs) and rescaled)
-        or any(not cfg.model[k] for k in changed & _HEADS)
+        or any(not cfg.model[k] for k in changed & _ADDABLE)
         or ("block" in changed and not (to_edge_blocks or to_plain_convs))
     ):
         raise UsageError(f"init-from holds {init['arch']} {hparams}; this run asks for {arch} {cfg.model}")
@@ -157,6 +160,8 @@ def new_model(cfg: TrainConfig) -> tuple[str, nn.Module]:
         state = {k: v for k, v in state.items() if not k.startswith(scale_specific)}
     if changed & _HEADS:
         state.update(_tail_with_heads(model, state))
+    if "quality_input" in changed:
+        state.update(_head_with_quality(model, state))
     if wider or to_plain_convs:  # merged edge blocks; added channels start unread: the same function
         own.load_state_dict(state)
         state = model.widened_state(own)
@@ -179,6 +184,17 @@ def new_model(cfg: TrainConfig) -> tuple[str, nn.Module]:
 
 
 _HEADS = {"mask_head", "invert"}  # output heads --init-from may add to a 1x U-Net
+_ADDABLE = _HEADS | {"quality_input"}  # and the input plane it may add
+
+
+def _head_with_quality(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The old head's weights for the photo's input channels, zero for the quality plane's. Pixel
+    unshuffle puts input channel c's f x f phases at c*f^2 .. (c+1)*f^2 - 1, so RGB keep their places and
+    the quality plane's phases come last."""
+    weight = torch.zeros_like(model.head.weight)
+    old = state["head.weight"]
+    weight[:, : old.shape[1]] = old
+    return {"head.weight": weight}
 
 
 def _tail_with_heads(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -281,6 +297,7 @@ class Trainer:
             patch=cfg.patch,
             batch_size=cfg.batch_size,
             with_mask=getattr(self.model, "mask_head", False),
+            with_quality=getattr(self.model, "quality_input", False),
         )
         # A different stream after a resume and on every rank, all reproducible from `seed`.
         seed = cfg.seed + self.state.step + 1_000_003 * self.dist.rank
@@ -450,7 +467,10 @@ class Trainer:
         save_png(loss_curve(h["step"], h["loss"], [tuple(v) for v in h["val"]]), self.run_dir / "loss.png")
         if self.val_pairs:
             predict = torch_predictor(self.eval_model().eval())
-            rows = [(bicubic_upscale(lr, self.cfg.scale), predict(lr), hr) for lr, hr in self.val_pairs[:4]]
+            rows = [
+                (bicubic_upscale(lr, self.cfg.scale), predict(lr, quality), hr)
+                for lr, hr, quality in self.val_pairs[:4]
+            ]
             sheet = sample_sheet(
                 rows, ["input (bicubic)" if self.cfg.scale > 1 else "input", "model", "target"]
             )

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw
 
+from photosr.jpeg import jpeg_quality
+
 from .base import Op, Params, as_choices, as_probability, as_range, chance, integer, pick, uniform
 from .overlay import DEFAULT_FONT, load_font
 
@@ -15,12 +17,16 @@ SUBSAMPLING = ("4:4:4", "4:2:2", "4:2:0")
 
 
 def jpeg_roundtrip(image: Image.Image, quality: int, subsampling: str) -> Image.Image:
-    """Encode as JPEG and decode again."""
+    """Encode as JPEG and decode again. The result's `info["jpeg_quality"]` is the quality photosr reads
+    from such a file (`photosr.jpeg.jpeg_quality`), for models that take it as an input. Ops that keep
+    Pillow's `info` (resize, filters) carry it on, so such a recipe's JPEG step comes last."""
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, "JPEG", quality=int(quality), subsampling=subsampling)
     buffer.seek(0)
     with Image.open(buffer) as decoded:
-        return decoded.convert("RGB")
+        out = decoded.convert("RGB")
+        out.info["jpeg_quality"] = jpeg_quality(decoded)
+        return out
 
 
 class Jpeg(Op):

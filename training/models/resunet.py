@@ -84,6 +84,7 @@ class ResUNet(nn.Module):
         unshuffle: int = 1,
         mask_head: bool = False,
         invert: bool = False,
+        quality_input: bool = False,
     ):
         super().__init__()
         channels = tuple(int(c) for c in channels)
@@ -105,10 +106,20 @@ class ResUNet(nn.Module):
         self.mask_head = bool(mask_head)
         self.invert = bool(invert)
         # recorded only when on, so older manifests and checkpoints stay the same
-        self.hparams.update({k: True for k, on in (("mask_head", mask_head), ("invert", invert)) if on})
+        self.quality_input = bool(quality_input)
+        self.hparams.update(
+            {
+                k: True
+                for k, on in (("mask_head", mask_head), ("invert", invert), ("quality_input", quality_input))
+                if on
+            }
+        )
+        # quality_input: a fourth input plane holds the JPEG quality the photo was saved at (photosr.jpeg);
+        # the output is still the RGB correction.
+        self.in_channels = 4 if self.quality_input else 3
         # unshuffle > 1 folds each f x f block of pixels into channels first (as FFDNet does): the whole
         # U-Net then runs at 1/f resolution, f^2 times cheaper, and the tail unfolds at the end.
-        self.head = nn.Conv2d(3 * unshuffle * unshuffle, channels[0], 3, padding=1)
+        self.head = nn.Conv2d(self.in_channels * unshuffle * unshuffle, channels[0], 3, padding=1)
         self.down_blocks = nn.ModuleList(_blocks(c, blocks) for c in channels[:-1])
         self.downs = nn.ModuleList(
             nn.Conv2d(a, b, 3, stride=2, padding=1) for a, b in zip(channels, channels[1:], strict=False)
@@ -143,6 +154,7 @@ class ResUNet(nn.Module):
         up = self.scale * self.unshuffle
         out = F.pixel_shuffle(self.tail(feats), up) if up > 1 else self.tail(feats)
         out = out[..., : h * self.scale, : w * self.scale]
+        x = x[:, :3]  # the photo; what follows corrects it
         if self.mask_head:
             out = out.float()  # the head's arithmetic (a division when inverting) in fp32 under autocast
             mask = torch.sigmoid(out[:, 3:4])

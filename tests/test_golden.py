@@ -62,12 +62,14 @@ def _source() -> Image.Image:
 
 
 def _damaged(image: Image.Image) -> Image.Image:
+    """The JPEG itself (not a converted copy), so a model that takes the JPEG quality is told it."""
     rng = np.random.default_rng(0)
     noisy = np.asarray(image, dtype=np.float64) + rng.normal(0.0, 10.0, (image.height, image.width, 3))
     buffer = io.BytesIO()
     Image.fromarray(np.clip(np.rint(noisy), 0, 255).astype(np.uint8)).save(buffer, "JPEG", quality=30)
-    with Image.open(buffer) as jpeg:
-        return jpeg.convert("RGB")
+    jpeg = Image.open(io.BytesIO(buffer.getvalue()))
+    jpeg.load()
+    return jpeg
 
 
 def _stamped(image: Image.Image) -> Image.Image:

@@ -101,3 +101,19 @@ def test_plugin_infer_takes_the_quality_too(tmp_path: Path):
     rgb = np.full((20, 20, 3), 0.25, np.float32)
     np.testing.assert_allclose(plugin.infer(session, rgb, quality=50), 0.75, atol=1e-6)
     np.testing.assert_allclose(plugin.infer(session, rgb), 0.25, atol=1e-6)
+
+
+def test_the_api_tells_the_model_the_quality_of_an_opened_jpeg(tmp_path: Path):
+    import photosr
+
+    plugin = _quality_plugin(tmp_path / "qoff")
+    dark = np.random.default_rng(3).integers(0, 20, (16, 24, 3), dtype=np.uint8) + np.uint8([10, 40, 70])
+    jpeg = _jpeg(dark, quality=20)  # coloured, so it stays RGB
+    decoded = np.asarray(jpeg.convert("RGB"), dtype=np.int16)
+    out = photosr.process(jpeg, tasks=["restore"], plugins=[str(plugin)], device="cpu", threads=1)
+    assert np.abs(np.asarray(out, dtype=np.int16) - decoded - 51).max() <= 1  # 0.20 * 255
+    # A converted copy is no longer the JPEG file's image: nothing to tell.
+    out = photosr.process(
+        jpeg.convert("RGB"), tasks=["restore"], plugins=[str(plugin)], device="cpu", threads=1
+    )
+    assert np.array_equal(np.asarray(out, dtype=np.int16), decoded)

@@ -10,6 +10,11 @@ rounded and saved as a JPEG of that quality (Pillow, 4:2:0); the JPEG file is wh
 through photosr's pipeline at strength 1. The table gives the input's RGB PSNR against the photo and each
 plugin's gain over it (dB, nothing cropped).
 
+Read the light rows with care: sunhays80's photos are themselves quality-75 JPEGs (camera output), so
+the reference carries blocking and noise of its own. Re-encoded at 75 (the same tables) the input is
+within 62 dB of it, and a model that cleans up what the reference's own JPEG left loses PSNR against
+the reference, not against the scene. Rows at q 60 and below compare damage the photo did not have.
+
 A plugin that takes the JPEG quality as an input (manifest `input = "rgb+quality"`) gets a second column,
 "as PNG": the same decoded pixels saved as a PNG, so the model is not told the quality - what it does
 blind, and so what knowing the quality is worth.

@@ -144,11 +144,10 @@ def torch_predictor(model: torch.nn.Module, *, device: str = "cpu") -> Predictor
 
     @torch.no_grad()
     def predict(lr: np.ndarray, quality: int | None = None) -> np.ndarray:
+        image = lr.astype(np.float32) / 255.0
         if takes_quality:
-            lr = with_quality_plane(lr.astype(np.float32) / 255.0, quality)
-        else:
-            lr = lr.astype(np.float32) / 255.0
-        x = torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1)))[None].to(device)
+            image = with_quality_plane(image, quality)
+        x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None].to(device)
         return model(x)[0, :MASK_CHANNEL].clamp(0, 1).permute(1, 2, 0).cpu().numpy()
 
     return predict

@@ -44,6 +44,12 @@ def find_plugins(extra: Sequence[str | Path] = (), only: Sequence[str] = ()) -> 
     return [p for p in registry if not only or p.name in only]
 
 
+def add_plugin_options(parser: argparse.ArgumentParser) -> None:
+    """`--plugin DIR` and `--only NAME` (both repeatable): what `find_plugins` gets."""
+    parser.add_argument("--plugin", action="append", default=[], help="extra plugin folder (repeatable)")
+    parser.add_argument("--only", action="append", default=[], help="only this plugin (repeatable)")
+
+
 def pipeline_for(plugin: Plugin, *, threads: int, **options: Any) -> Pipeline:
     """A Pipeline running `plugin` for its own task, as `photosr run --plugin FOLDER` would."""
     opts = ProcessOptions(
@@ -163,6 +169,7 @@ def describe(plugin: Plugin) -> str:
 
 __all__ = [
     "Variant",
+    "add_plugin_options",
     "add_ensemble_option",
     "add_precision_option",
     "describe",

@@ -46,6 +46,7 @@ import numpy as np
 from bench_plugins import (
     Variant,
     add_ensemble_option,
+    add_plugin_options,
     add_precision_option,
     describe,
     find_plugins,
@@ -265,8 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DATA, help="folder of validation photos")
     parser.add_argument("--limit", type=int, default=0, help="first N photos only (0 = all)")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime and OpenCV threads (0 = all)")
-    parser.add_argument("--plugin", action="append", default=[], help="extra plugin folder (repeatable)")
-    parser.add_argument("--only", action="append", default=[], help="only this plugin (repeatable)")
+    add_plugin_options(parser)
     parser.add_argument("--nlm-h", default="5,7,10,15", help="h values tried for NLM's best-h row")
     add_precision_option(parser)
     add_ensemble_option(parser)

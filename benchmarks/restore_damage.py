@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from bench_plugins import describe, find_plugins, pipeline_for
+from bench_plugins import add_plugin_options, describe, find_plugins, pipeline_for
 from PIL import Image
 from quality import DATA, load_photos, read_rgb, run_file
 from sr_metrics import psnr
@@ -63,8 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DATA, help="folder of validation photos")
     parser.add_argument("--limit", type=int, default=10, help="first N photos only (0 = all)")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0 = all cores)")
-    parser.add_argument("--plugin", action="append", default=[], help="extra plugin folder (repeatable)")
-    parser.add_argument("--only", action="append", default=[], help="only this plugin (repeatable)")
+    add_plugin_options(parser)
     args = parser.parse_args(argv)
     plugins = [p for p in find_plugins(args.plugin, args.only) if p.manifest.task == "restore"]
     if not plugins:

@@ -39,6 +39,7 @@ import numpy as np
 from bench_plugins import (
     Variant,
     add_ensemble_option,
+    add_plugin_options,
     add_precision_option,
     find_plugins,
     pipeline_for,
@@ -178,8 +179,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per plugin (median reported)")
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads (0 = all cores)")
-    parser.add_argument("--plugin", action="append", default=[], help="extra plugin folder (repeatable)")
-    parser.add_argument("--only", action="append", default=[], help="only this plugin (repeatable)")
+    add_plugin_options(parser)
     add_precision_option(parser)
     add_ensemble_option(parser)
     args = parser.parse_args(argv)

@@ -16,8 +16,9 @@ import numpy as np
 _ENC_TOE = np.float32(0.04045)
 _LIN_TOE = np.float32(0.0031308)
 
-# BT.601 luma weights (JPEG / JFIF full range).
-_KR, _KG, _KB = 0.299, 0.587, 0.114
+# BT.601 luma weights (JPEG / JFIF full range; also the Y the SR papers score, before its studio-range scaling).
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+_KR, _KG, _KB = LUMA_WEIGHTS
 
 
 def _as_f32(x: np.ndarray) -> np.ndarray:
@@ -120,6 +121,7 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
 
 
 __all__ = [
+    "LUMA_WEIGHTS",
     "linear_to_srgb",
     "luminance",
     "premultiply",

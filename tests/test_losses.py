@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from photosr.training.losses import (
+    GeneratorLoss,
     LossConfig,
     PatchCritic,
     PerceptualLoss,
@@ -161,12 +162,34 @@ def test_build_losses_weights_and_parts():
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in critic.parameters())
 
 
+def test_luma_share_weighs_luma_errors_and_ignores_pure_chroma_at_one():
+    target = torch.full((1, 3, 4, 4), 0.5)
+    chroma = target.clone()  # a change with zero BT.601 luma: +R balanced by -G and -B
+    chroma[:, 0] += 0.1
+    chroma[:, 1] -= 0.1 * 0.299 / (0.587 + 0.114)
+    chroma[:, 2] -= 0.1 * 0.299 / (0.587 + 0.114)
+    grey = target + 0.1  # the same change on every channel: luma moves by as much
+    rgb_only = GeneratorLoss(LossConfig(pixel_kind="mse"))
+    luma_only = GeneratorLoss(LossConfig(pixel_kind="mse", luma=1.0))
+    half = GeneratorLoss(LossConfig(pixel_kind="mse", luma=0.5))
+    assert luma_only(chroma, target)[1]["pixel"] == pytest.approx(0.0, abs=1e-10)
+    assert rgb_only(chroma, target)[1]["pixel"] > 1e-3
+    assert luma_only(grey, target)[1]["pixel"] == pytest.approx(0.01, rel=1e-5)
+    assert rgb_only(grey, target)[1]["pixel"] == pytest.approx(0.01, rel=1e-5)
+    expected = 0.5 * rgb_only(chroma, target)[1]["pixel"]
+    assert half(chroma, target)[1]["pixel"] == pytest.approx(expected, rel=1e-5)
+    pred = chroma.clone().requires_grad_(True)
+    half(pred, target)[0].backward()
+    assert pred.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize(
     ("kwargs", "needle"),
     [
         ({"pixel": -1.0}, "pixel: expected a loss weight >= 0"),
         ({"pixel": 0.0}, "at least one loss weight"),
         ({"pixel_kind": "huber"}, "pixel_kind: unknown pixel loss 'huber'"),
+        ({"luma": 1.5}, "luma: expected a share in"),
         ({"perceptual_net": "resnet"}, "perceptual_net: unknown network 'resnet'"),
         ({"perceptual_layers": {"relu3_3": 1.0}}, "unknown layer 'relu3_3' for efficientnet-lite0"),
     ],

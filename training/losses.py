@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from photosr.colour import LUMA_WEIGHTS
 from photosr.errors import UsageError
 from photosr.tasks import MASK_CHANNEL
 
@@ -272,6 +273,9 @@ class LossConfig:
     pixel: float = 1.0
     pixel_kind: str = "l1"
     charbonnier_eps: float = 1e-3
+    # Share of the pixel term measured on BT.601 luma instead of RGB (0 = RGB only). PSNR-Y, the SR
+    # papers' score, sees only luma; a small net at its capacity can spend more of it there.
+    luma: float = 0.0
     perceptual: float = 0.0
     perceptual_net: str = "efficientnet-lite0"
     perceptual_layers: Mapping[str, float] | None = None  # None: DEFAULT_LAYERS of the net
@@ -293,6 +297,8 @@ class LossConfig:
             )
         if not 0 < self.mask_alpha < 1:
             raise UsageError(f"mask_alpha: expected a value in (0, 1), got {self.mask_alpha!r}")
+        if isinstance(self.luma, bool) or not isinstance(self.luma, (int, float)) or not 0 <= self.luma <= 1:
+            raise UsageError(f"luma: expected a share in [0, 1], got {self.luma!r}")
         if self.pixel + self.perceptual + self.gan <= 0:
             raise UsageError("pixel/perceptual/gan: at least one loss weight must be above 0")
         if self.perceptual_layers is not None:
@@ -303,9 +309,10 @@ class LossConfig:
     def __hash__(self) -> int:
         # The generated hash would fail on the layers dict; hash its items instead.
         layers = tuple(sorted(self.perceptual_layers.items())) if self.perceptual_layers else None
-        fields = (self.pixel, self.pixel_kind, self.charbonnier_eps, self.perceptual, self.perceptual_net)
+        pixel = (self.pixel, self.pixel_kind, self.charbonnier_eps, self.luma)
+        perceptual = (self.perceptual, self.perceptual_net, layers, self.vgg_weights)
         critic = (self.gan, self.critic_channels, self.critic_layers)
-        return hash((*fields, layers, self.vgg_weights, *critic, self.mask, self.mask_alpha))
+        return hash((*pixel, *perceptual, *critic, self.mask, self.mask_alpha))
 
 
 class GeneratorLoss(nn.Module):
@@ -336,13 +343,22 @@ class GeneratorLoss(nn.Module):
             terms["mask"] = F.binary_cross_entropy(pred[:, MASK_CHANNEL:].clamp(1e-6, 1 - 1e-6), found)
             pred, target = pred[:, :MASK_CHANNEL], target[:, :MASK_CHANNEL]
         if self.cfg.pixel > 0:
-            terms["pixel"] = self.pixel(pred, target)
+            terms["pixel"] = self._pixel(pred, target)
         if self.perceptual is not None:
             terms["perceptual"] = self.perceptual(pred, target)
         if self.cfg.gan > 0 and critic is not None:
             terms["gan"] = self._adversarial(pred, target, critic)
         total = sum(getattr(self.cfg, name) * value for name, value in terms.items())
         return total, {name: float(value.detach()) for name, value in terms.items()}
+
+    def _pixel(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        share = self.cfg.luma
+        rgb = self.pixel(pred, target) if share < 1 else 0.0
+        if share == 0:
+            return rgb
+        weights = pred.new_tensor(LUMA_WEIGHTS, dtype=torch.float32).view(1, 3, 1, 1)
+        luma = self.pixel((pred.float() * weights).sum(1), (target.float() * weights).sum(1))
+        return (1 - share) * rgb + share * luma
 
     @staticmethod
     def _adversarial(pred: torch.Tensor, target: torch.Tensor, critic: nn.Module) -> torch.Tensor:

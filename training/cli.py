@@ -58,7 +58,11 @@ def _given(ctx: click.Context) -> dict[str, Any]:
 
 
 def _command_line(ctx: click.Context) -> str:
-    argv = sys.argv[1:] if Path(sys.argv[0]).name in ("photosr", "__main__.py") else []
+    # `photosr ...` or `python -m photosr ...`; any other program (pytest, python -m pytest) ran the CLI
+    # in-process, so its argv is not this command's.
+    started = Path(sys.argv[0])
+    ours = started.name == "photosr" or (started.name == "__main__.py" and started.parent.name == "photosr")
+    argv = sys.argv[1:] if ours else []
     return (
         shlex.join(["photosr", *argv])
         if argv

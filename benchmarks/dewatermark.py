@@ -1,7 +1,7 @@
 """Dewatermark quality on held-out watermarks: PSNR inside and outside the true overlay mask.
 
     .venv/bin/python benchmarks/dewatermark.py [--limit 10] [--plugin DIR ...] [--threads 1] [--sheet out.png]
-        [--time-12mp] [--precision auto,fp32]
+        [--time-12mp] [--precision auto,fp32] [--per-photo]
 
 Each validation photo gets overlays from the `dewatermark-heldout` recipe (fonts and words no dewatermark
 model trains on, training/degrade/splits.py; the same layouts, opacities and JPEG as the training recipe),
@@ -26,6 +26,10 @@ JPEG block: the ringing the overlay itself left in the input) from any inside pi
 per photo, capped at 60 dB (an untouched region is infinite), then averaged. Targets (issue 6): inside at
 least +6 dB over the input; outside >= 38 dB against the input (the photo stays untouched). Mask IoU is the
 plugin's --save-mask mask against the true inside mask.
+
+`--per-photo` adds a table with a line per photo: what its first overlay was (content, layout, colour,
+opacity, glyph size as a share of the short side), whether a second overlay and a JPEG followed, and each
+method's gain inside (and each plugin's mask IoU): where the averages come from.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ class Case:
     damaged: np.ndarray
     alpha: np.ndarray
     layout: str
+    overlay: str = ""  # the first overlay and what followed it, for --per-photo
 
     @property
     def inside(self) -> np.ndarray:
@@ -104,9 +109,23 @@ def make_cases(data: Path, limit: int, seed: int) -> list[Case]:
         truth = load_rgb_uint8(path)
         params = crappifier.sample(np.random.default_rng(seed + i))
         damaged, alpha = crappifier.apply_with_mask(Image.fromarray(truth), params)
-        layout = params["steps"][0]["layout"]
-        cases.append(Case(path.stem, truth, np.asarray(damaged), alpha, layout))
+        first = params["steps"][0]
+        cases.append(Case(path.stem, truth, np.asarray(damaged), alpha, first["layout"], describe(params)))
     return cases
+
+
+def describe(params: dict) -> str:
+    """One cell for --per-photo: the first overlay of a `dewatermark-heldout` draw and the steps after it."""
+    first, *rest = params["steps"]
+    colour = "grey" if len(set(first["colour"])) == 1 else "colour"
+    text = f"{first['content']} {first['layout']}, {colour} {int(np.mean(first['colour']))}"
+    text += f", opacity {first['opacity']:.2f}, size {first['size']:.2f}"
+    for step in rest:
+        if step["applied"] and "opacity" in step["params"]:
+            text += f"; + overlay at {step['params']['opacity']:.2f}"
+        elif step["applied"] and "quality" in step["params"]:
+            text += f"; JPEG q{step['params']['quality']}"
+    return text
 
 
 def inpaint(case: Case, method: int) -> np.ndarray:
@@ -229,6 +248,26 @@ def report(rows: dict[str, Row], cases: list[Case], notes: list[str] | tuple[str
     return "\n".join(lines)
 
 
+def per_photo(rows: dict[str, Row], cases: list[Case]) -> str:
+    """A line per photo: its overlay, each method's gain inside and each plugin's mask IoU."""
+    methods = [name for name in rows if name != "input"]
+    with_iou = [name for name in methods if rows[name].iou]
+    head = " | ".join([*methods, *(f"{name} IoU" for name in with_iou)])
+    lines = [
+        f"| photo | overlay | input inside (dB) | {head} |",
+        "|---|---|---|" + "---|" * (len(methods) + len(with_iou)),
+    ]
+    for i, case in enumerate(cases):
+        cells = [f"{rows[name].gain[i]:+.2f}" for name in methods]
+        cells += [f"{rows[name].iou[i]:.2f}" for name in with_iou]
+        lines.append(
+            f"| {case.name} | {case.overlay} | {region_psnr(case.damaged, case.truth, case.inside):.2f} | "
+            + " | ".join(cells)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
 def crop_around(image: np.ndarray, case: Case, side: int = 256) -> np.ndarray:
     ys, xs = np.nonzero(case.inside)
     h, w = case.alpha.shape
@@ -255,6 +294,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sheet", type=Path, help="write crops of the first 4 photos, every method, here")
     parser.add_argument("--time-12mp", action="store_true", help="also time one 4000x3000 photo per plugin")
+    parser.add_argument("--per-photo", action="store_true", help="also print a line per photo")
     add_precision_option(parser)
     args = parser.parse_args(argv)
 
@@ -281,6 +321,9 @@ def main(argv: list[str] | None = None) -> None:
                     timings.append((name, v.model, secs))
     columns["truth"] = [c.truth for c in cases]
     print(report(dict(rows), cases, notes))
+    if args.per_photo:
+        print("\nPer photo, gain inside (dB) and mask IoU:\n")
+        print(per_photo(dict(rows), cases))
     if timings:
         print(
             f"\n12-MP JPEG through process_file with --save-mask ({args.threads} threads, target <= 15 s):\n"

@@ -229,10 +229,18 @@ class DewatermarkTask(Task):
     mask_threshold: float = 0.04  # ~10/255: above JPEG-noise-level changes (models without a mask head)
     mask_level: float = 0.5  # mask-head models: the output mask above this is an overlay
     grow: int = 3  # px the found overlay is widened by (antialiased glyph edges) before feathering
+    # Share of each found pixel taken from an inpainting of the photo around it (push-pull from the pixels
+    # the model did not mark) instead of the model's own output. The two err differently (the model's
+    # inversion of a strong overlay amplifies JPEG noise, the inpainting loses texture under a faint one),
+    # so a mix beats both: on 80 held-out photos, 0.7 took bundled dewatermark 0.2.0 from +4.42 to +5.58 dB
+    # inside the overlays (0.2: +5.57, 0.6: +5.53; benchmarks/dewatermark.py, plugins/dewatermark/README.md).
+    inpaint: float = 0.7
 
     def __post_init__(self) -> None:
         if self.grow < 0:
             raise UsageError(f"grow must be >= 0 px, got {self.grow}")
+        if not 0.0 <= self.inpaint <= 1.0:
+            raise UsageError(f"inpaint must be a share in [0, 1], got {self.inpaint}")
 
     def transform(self, rgb: np.ndarray, runner: Runner) -> np.ndarray:
         """The model's output where it found an overlay, the input pixels everywhere else.
@@ -241,14 +249,24 @@ class DewatermarkTask(Task):
         output channel: 0..1, where the model found an overlay) say where that is: pixels it marks above
         `mask_level`. For plain RGB models it is the pixels they changed by more than `mask_threshold`
         (they also smooth JPEG noise all over). Those pixels and `grow` px around them take the model's
-        output, feathered out to 3 * `grow` px; everywhere else keeps the input exactly.
+        output, feathered out to 3 * `grow` px; everywhere else keeps the input exactly. On the found pixels
+        themselves, share `inpaint` of the output comes from an inpainting of the photo around them.
         """
         out = runner(rgb)
-        weight = self._weight(self.found(rgb, out))
-        out = out[..., :MASK_CHANNEL]
+        found = self.found(rgb, out)
+        weight = self._weight(found)
         if weight is None:
             return rgb.copy()
+        out = self._inpainted(rgb, out[..., :MASK_CHANNEL], found)
         return rgb + weight[..., None] * (out - rgb)
+
+    def _inpainted(self, rgb: np.ndarray, out: np.ndarray, found: np.ndarray) -> np.ndarray:
+        """`out` with share `inpaint` of each `found` pixel replaced by a push-pull fill of the rest of `rgb`."""
+        if self.inpaint == 0 or found.all():
+            return out
+        around = _push_pull(np.asarray(rgb, dtype=np.float32), (~found).astype(np.float32))
+        mixed = out + np.float32(self.inpaint) * (around - out)
+        return np.where(found[..., None], mixed, out)
 
     def _weight(self, found: np.ndarray) -> np.ndarray | None:
         """0..1 blend weight: 1 on `found` and up to `grow` px from it, 0 from 3 * `grow` px on."""

@@ -120,6 +120,13 @@ def test_oracle_and_plugin_rows(plugin_root, tmp_path):
     assert np.mean(rows[f"{name} in-mask"].outside) >= np.mean(rows[name].outside)
     table = bench_dewatermark.report(dict(rows), cases)
     assert "| telea |" in table and f"| {name} in-mask |" in table
+    # --per-photo: a line per photo naming its overlay, with each method's gain and the plugin's IoU.
+    lines = bench_dewatermark.per_photo(dict(rows), cases).splitlines()
+    assert len(lines) == 2 + len(cases) and f"{name} IoU" in lines[0]
+    for i, (line, case) in enumerate(zip(lines[2:], cases, strict=True)):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[0] == case.name and case.layout in cells[1] and "opacity" in cells[1]
+        assert cells[3] == f"{rows['telea'].gain[i]:+.2f}" and cells[-1] == f"{rows[name].iou[i]:.2f}"
 
 
 def test_dewatermark_rows_per_precision_name_their_model(tmp_path, monkeypatch):

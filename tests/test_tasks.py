@@ -261,7 +261,7 @@ def test_dewatermark_keeps_input_outside_what_the_model_removed() -> None:
         out[stamp] = 0.9  # and the overlay it removed
         return out
 
-    task = DewatermarkTask(grow=3)
+    task = DewatermarkTask(grow=3, inpaint=0.0)  # the model's output alone (the inpainting: below)
     out = task.transform(rgb, model)
     near = np.zeros_like(stamp)
     near[17:33, 7:53] = True  # within `grow` px of the stamp: the model's output in full
@@ -278,6 +278,37 @@ def test_dewatermark_keeps_input_outside_what_the_model_removed() -> None:
     np.testing.assert_array_equal(task.transform(rgb, lambda x: x - 0.01), rgb)
     with pytest.raises(UsageError):
         DewatermarkTask(grow=-1)
+    with pytest.raises(UsageError):
+        DewatermarkTask(inpaint=1.5)
+
+
+def test_dewatermark_mixes_an_inpainting_into_the_found_pixels() -> None:
+    """Share `inpaint` of each found pixel comes from the photo around it; the grown band around the
+    overlay and everything else are as without it."""
+    _, stamp = _photo_and_stamp()
+    rgb = np.full((64, 64, 3), 0.3, dtype=np.float32)  # a flat photo: its inpainting is exactly 0.3
+    rgb[stamp] = 0.95  # the overlay, in the input
+
+    def model(x: np.ndarray) -> np.ndarray:
+        out = x.copy()
+        out[stamp] = 0.9  # a poor removal: the model's own guess under the overlay
+        band = np.zeros_like(stamp)
+        band[18:32, 8:52] = True  # 2 px around the stamp: inside the grown band
+        out[band & ~stamp] = 0.32  # a slight change there
+        mask = stamp.astype(np.float32)
+        return np.concatenate([out, mask[..., None]], axis=2)
+
+    alone = DewatermarkTask(inpaint=0.0).transform(rgb, model)
+    np.testing.assert_allclose(alone[stamp], 0.9, atol=1e-6)
+    for share in (0.7, 1.0):
+        out = DewatermarkTask(inpaint=share).transform(rgb, model)
+        np.testing.assert_allclose(out[stamp], (1 - share) * 0.9 + share * 0.3, atol=1e-5)
+        np.testing.assert_array_equal(out[~stamp], alone[~stamp])
+    # A model that marks the whole photo leaves nothing to inpaint from: its output stands.
+    everywhere = DewatermarkTask(grow=0).transform(
+        rgb, lambda x: np.concatenate([x * 0 + 0.6, np.ones_like(x[..., :1])], axis=2)
+    )
+    np.testing.assert_allclose(everywhere, 0.6, atol=1e-6)
 
 
 def test_dewatermark_mask_head_says_where_the_overlay_is() -> None:
@@ -290,7 +321,7 @@ def test_dewatermark_mask_head_says_where_the_overlay_is() -> None:
         mask = np.where(stamp, 0.8, 0.3).astype(np.float32)  # above / below mask_level 0.5
         return np.concatenate([out, mask[..., None]], axis=2)
 
-    out = DewatermarkTask(grow=0).transform(rgb, model)
+    out = DewatermarkTask(grow=0, inpaint=0.0).transform(rgb, model)
     assert out.shape == rgb.shape
     np.testing.assert_allclose(out[stamp], 0.9, atol=1e-6)
     np.testing.assert_array_equal(out[~stamp], rgb[~stamp])

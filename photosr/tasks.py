@@ -229,12 +229,12 @@ class DewatermarkTask(Task):
     mask_threshold: float = 0.04  # ~10/255: above JPEG-noise-level changes (models without a mask head)
     mask_level: float = 0.5  # mask-head models: the output mask above this is an overlay
     grow: int = 3  # px the found overlay is widened by (antialiased glyph edges) before feathering
-    # Share of each found pixel taken from an inpainting of the photo around it (push-pull from the pixels
-    # the model did not mark) instead of the model's own output. The two err differently (the model's
-    # inversion of a strong overlay amplifies JPEG noise, the inpainting loses texture under a faint one),
-    # so a mix beats both: on 80 held-out photos, 0.7 took bundled dewatermark 0.2.0 from +4.42 to +5.58 dB
-    # inside the overlays (0.2: +5.57, 0.6: +5.53; benchmarks/dewatermark.py, plugins/dewatermark/README.md).
-    inpaint: float = 0.7
+    # Share of the coarse content (above ~8 px) of each found pixel taken from an inpainting of the photo
+    # around it (push-pull from the pixels the model did not mark); the fine detail stays the model's. The
+    # two err differently: the model's inversion of a strong overlay leaves tinted ghosts and amplified JPEG
+    # noise, the inpainting loses texture. On 20 held-out photos 0.85 took bundled dewatermark 0.2.0 from
+    # +4.45 to +5.79 dB inside the overlays (plugins/dewatermark/README.md has the sweep).
+    inpaint: float = 0.85
 
     def __post_init__(self) -> None:
         if self.grow < 0:
@@ -250,7 +250,7 @@ class DewatermarkTask(Task):
         `mask_level`. For plain RGB models it is the pixels they changed by more than `mask_threshold`
         (they also smooth JPEG noise all over). Those pixels and `grow` px around them take the model's
         output, feathered out to 3 * `grow` px; everywhere else keeps the input exactly. On the found pixels
-        themselves, share `inpaint` of the output comes from an inpainting of the photo around them.
+        themselves, share `inpaint` of the output's coarse content comes from an inpainting of the photo around them.
         """
         out = runner(rgb)
         found = self.found(rgb, out)
@@ -261,12 +261,13 @@ class DewatermarkTask(Task):
         return rgb + weight[..., None] * (out - rgb)
 
     def _inpainted(self, rgb: np.ndarray, out: np.ndarray, found: np.ndarray) -> np.ndarray:
-        """`out` with share `inpaint` of each `found` pixel replaced by a push-pull fill of the rest of `rgb`."""
+        """`out` with share `inpaint` of its coarse content on the `found` pixels replaced by that of a
+        push-pull fill of the rest of `rgb`."""
         if self.inpaint == 0 or found.all():
             return out
         around = _push_pull(np.asarray(rgb, dtype=np.float32), (~found).astype(np.float32))
-        mixed = out + np.float32(self.inpaint) * (around - out)
-        return np.where(found[..., None], mixed, out)
+        coarse = _coarse(around - out, _INPAINT_DETAIL)
+        return np.where(found[..., None], out + np.float32(self.inpaint) * coarse, out)
 
     def _weight(self, found: np.ndarray) -> np.ndarray | None:
         """0..1 blend weight: 1 on `found` and up to `grow` px from it, 0 from 3 * `grow` px on."""
@@ -285,6 +286,19 @@ class DewatermarkTask(Task):
         if model_out.shape[2] > MASK_CHANNEL:
             return model_out[..., MASK_CHANNEL] > self.mask_level
         return np.abs(model_out - model_in).max(axis=2) > self.mask_threshold
+
+
+# Box size (px) below which a found pixel's detail stays the model's (DewatermarkTask.inpaint): the
+# inpainting is smooth there, the model keeps the texture.
+_INPAINT_DETAIL = 4
+
+
+def _coarse(rgb: np.ndarray, factor: int) -> np.ndarray:
+    """A low-pass of HxWx3 `rgb`: box means over `factor`-px blocks, bilinear back to full size."""
+    if min(rgb.shape[:2]) < 2 * factor:
+        return rgb
+    small = np.stack([_box(rgb[..., c], factor) for c in range(3)], axis=2)
+    return _upsample(small, factor, rgb.shape[:2])
 
 
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:

@@ -283,27 +283,31 @@ def test_dewatermark_keeps_input_outside_what_the_model_removed() -> None:
 
 
 def test_dewatermark_mixes_an_inpainting_into_the_found_pixels() -> None:
-    """Share `inpaint` of each found pixel comes from the photo around it; the grown band around the
-    overlay and everything else are as without it."""
-    _, stamp = _photo_and_stamp()
+    """Share `inpaint` of the coarse content of each found pixel comes from the photo around it, the fine
+    detail stays the model's; pixels the model did not mark are as without it."""
+    stamp = np.zeros((64, 64), dtype=bool)
+    stamp[16:48, 8:56] = True
+    inner = np.zeros_like(stamp)
+    inner[26:38, 18:46] = True  # 10 px and more inside the stamp
     rgb = np.full((64, 64, 3), 0.3, dtype=np.float32)  # a flat photo: its inpainting is exactly 0.3
     rgb[stamp] = 0.95  # the overlay, in the input
+    detail = np.where((np.indices((64, 64)).sum(0) % 2 == 0), 0.02, -0.02).astype(np.float32)
 
     def model(x: np.ndarray) -> np.ndarray:
         out = x.copy()
-        out[stamp] = 0.9  # a poor removal: the model's own guess under the overlay
-        band = np.zeros_like(stamp)
-        band[18:32, 8:52] = True  # 2 px around the stamp: inside the grown band
-        out[band & ~stamp] = 0.32  # a slight change there
-        mask = stamp.astype(np.float32)
-        return np.concatenate([out, mask[..., None]], axis=2)
+        out[stamp] = 0.9 + detail[stamp, None]  # a poor removal, with fine texture of its own
+        return np.concatenate([out, stamp.astype(np.float32)[..., None]], axis=2)
 
     alone = DewatermarkTask(inpaint=0.0).transform(rgb, model)
-    np.testing.assert_allclose(alone[stamp], 0.9, atol=1e-6)
-    for share in (0.7, 1.0):
+    np.testing.assert_allclose(alone[stamp], model(rgb)[stamp][:, :3], atol=1e-6)
+    for share in (0.85, 1.0):
         out = DewatermarkTask(inpaint=share).transform(rgb, model)
-        np.testing.assert_allclose(out[stamp], (1 - share) * 0.9 + share * 0.3, atol=1e-5)
+        coarse = (1 - share) * 0.9 + share * 0.3
+        np.testing.assert_allclose(out[inner], np.repeat(coarse + detail[inner, None], 3, axis=1), atol=1e-5)
         np.testing.assert_array_equal(out[~stamp], alone[~stamp])
+        # Near the stamp's edges the mix lies between the model's output and the inpainting.
+        edge = stamp & ~inner
+        assert np.all(out[edge] <= alone[edge] + 1e-6) and np.all(out[edge] >= 0.3 - 0.02 - 1e-6)
     # A model that marks the whole photo leaves nothing to inpaint from: its output stands.
     everywhere = DewatermarkTask(grow=0).transform(
         rgb, lambda x: np.concatenate([x * 0 + 0.6, np.ones_like(x[..., :1])], axis=2)

@@ -262,14 +262,52 @@ class DewatermarkTask(Task):
 
     def _inpainted(self, rgb: np.ndarray, out: np.ndarray, found: np.ndarray) -> np.ndarray:
         """`out` with share `inpaint` of its coarse content (and half that of its fine detail) on the `found`
-        pixels replaced by that of a push-pull fill of the rest of `rgb`."""
+        pixels replaced by that of a push-pull fill of the rest of `rgb`. Writes into `out` unless it is
+        read-only or shares memory with `rgb`.
+
+        The same numbers as a whole-photo `_push_pull` and low-pass (box means, `_upsample` back), with
+        every full-size step that only matters on the found pixels (the fill's last bilinear level, the
+        low-pass back up, the mix) computed on those pixels alone: ~0.5 s at 12 MP where the whole-photo
+        arrays took ~1.5 s.
+        """
         if self.inpaint == 0 or found.all():
             return out
-        around = _push_pull(np.asarray(rgb, dtype=np.float32), (~found).astype(np.float32))
-        change = around - out
-        coarse = _coarse(change, _INPAINT_DETAIL)
-        mixed = out + np.float32(self.inpaint) * (coarse + np.float32(_INPAINT_FINE) * (change - coarse))
-        return np.where(found[..., None], mixed, out)
+        rgb = np.asarray(rgb, dtype=np.float32)
+        out = out[..., :3]  # a mask channel, if one came along, is not mixed
+        ys, xs = np.nonzero(found)
+        # _push_pull's top level keeps the unmarked pixels and takes the marked ones from the x2 bilinear
+        # of its fill of the half-size level.
+        half = _push_pull(*_reduce(rgb, (~found).astype(np.float32), 2))
+        fill = _bilinear_at(half, 2, ys, xs)
+        change = fill - out[ys, xs]  # what the fill would change, on the found pixels
+        coarse = change if min(found.shape) < 2 * _INPAINT_DETAIL else self._low_pass(rgb, out, ys, xs, fill)
+        if not out.flags.writeable or np.may_share_memory(out, rgb):
+            out = out.copy()
+        out[ys, xs] += np.float32(self.inpaint) * (coarse + np.float32(_INPAINT_FINE) * (change - coarse))
+        return out
+
+    @staticmethod
+    def _low_pass(
+        rgb: np.ndarray, out: np.ndarray, ys: np.ndarray, xs: np.ndarray, fill: np.ndarray
+    ) -> np.ndarray:
+        """On pixels (ys, xs): the _INPAINT_DETAIL-px box means, bilinear back, of the change the fill makes
+        (`rgb` - `out`, with `fill` for `rgb` on those pixels)."""
+        factor = _INPAINT_DETAIL
+        h, w = rgb.shape[:2]
+        bh, bw = -(-h // factor), -(-w // factor)
+        block = (ys // factor) * bw + xs // factor
+        starts = factor * np.arange(max(bh, bw))
+        count = np.outer(np.minimum(factor, h - starts[:bh]), np.minimum(factor, w - starts[:bw]))
+        extra = fill - rgb[ys, xs]  # what the fill adds to the box sums of rgb - out
+        small = np.stack(
+            [
+                _box(rgb[..., c] - out[..., c], factor)
+                + (np.bincount(block, extra[:, c], bh * bw).reshape(bh, bw) / count).astype(np.float32)
+                for c in range(3)
+            ],
+            axis=2,
+        )
+        return _bilinear_at(small, factor, ys, xs)
 
     def _weight(self, found: np.ndarray) -> np.ndarray | None:
         """0..1 blend weight: 1 on `found` and up to `grow` px from it, 0 from 3 * `grow` px on."""
@@ -297,12 +335,21 @@ _INPAINT_DETAIL = 4
 _INPAINT_FINE = 0.5
 
 
-def _coarse(rgb: np.ndarray, factor: int) -> np.ndarray:
-    """A low-pass of HxWx3 `rgb`: box means over `factor`-px blocks, bilinear back to full size."""
-    if min(rgb.shape[:2]) < 2 * factor:
-        return rgb
-    small = np.stack([_box(rgb[..., c], factor) for c in range(3)], axis=2)
-    return _upsample(small, factor, rgb.shape[:2])
+def _bilinear_at(coarse: np.ndarray, factor: int, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """What `_upsample(coarse, factor, ...)` holds at pixels (ys, xs), Nx3, computed at those pixels only.
+
+    Pillow's bilinear upscale: pixel centre (x + 0.5) / factor - 0.5 on the coarse grid, clamped to it."""
+
+    def taps(pos: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        u = np.clip((pos + 0.5) / factor - 0.5, 0.0, n - 1)
+        lo = u.astype(np.intp)  # u >= 0: truncation is floor
+        return lo, np.minimum(lo + 1, n - 1), (u - lo).astype(np.float32)[:, None]
+
+    y0, y1, ty = taps(ys, coarse.shape[0])
+    x0, x1, tx = taps(xs, coarse.shape[1])
+    top = coarse[y0, x0] + tx * (coarse[y0, x1] - coarse[y0, x0])
+    bottom = coarse[y1, x0] + tx * (coarse[y1, x1] - coarse[y1, x0])
+    return top + ty * (bottom - top)
 
 
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:

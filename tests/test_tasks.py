@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from photosr import tasks as tasks_module
 from photosr.colour import luminance
 from photosr.errors import UsageError
 from photosr.image import Photo, SourceInfo
@@ -316,6 +317,33 @@ def test_dewatermark_mixes_an_inpainting_into_the_found_pixels() -> None:
         rgb, lambda x: np.concatenate([x * 0 + 0.6, np.ones_like(x[..., :1])], axis=2)
     )
     np.testing.assert_allclose(everywhere, 0.6, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(64, 96), (37, 53), (6, 9), (1, 5)])
+def test_dewatermark_inpainting_on_the_found_pixels_equals_the_whole_photo_definition(
+    shape: tuple[int, int],
+) -> None:
+    """The step computes the fill's last level and the low-pass only on the found pixels; it gives what
+    the whole-photo arrays give: push-pull fill, 4-px box means bilinear back, mixed on the found pixels."""
+    rng = np.random.default_rng(sum(shape))
+    rgb = rng.random((*shape, 3), dtype=np.float32)
+    out = rng.random((*shape, 4), dtype=np.float32)  # RGB + a mask channel the step must ignore
+    found = rng.random(shape) < 0.3
+    found[0, 0], found[-1, -1] = True, False
+    task = DewatermarkTask(inpaint=0.7)
+
+    around = tasks_module._push_pull(rgb, (~found).astype(np.float32))
+    change = around - out[..., :3]
+    if min(shape) >= 2 * tasks_module._INPAINT_DETAIL:
+        factor = tasks_module._INPAINT_DETAIL
+        small = np.stack([tasks_module._box(change[..., c], factor) for c in range(3)], axis=2)
+        coarse = tasks_module._upsample(small, factor, shape)
+    else:
+        coarse = change
+    mixed = out[..., :3] + 0.7 * (coarse + tasks_module._INPAINT_FINE * (change - coarse))
+    expected = np.where(found[..., None], mixed, out[..., :3])
+
+    np.testing.assert_allclose(task._inpainted(rgb, out, found), expected, atol=2e-6)
 
 
 def test_dewatermark_mask_head_says_where_the_overlay_is() -> None:

@@ -1,7 +1,7 @@
 """Dewatermark quality on held-out watermarks: PSNR inside and outside the true overlay mask.
 
     .venv/bin/python benchmarks/dewatermark.py [--limit 10] [--plugin DIR ...] [--threads 1] [--sheet out.png]
-        [--time-12mp] [--precision auto,fp32] [--per-photo]
+        [--time-12mp] [--precision auto,fp32] [--ensemble 1,2] [--per-photo]
 
 Each validation photo gets overlays from the `dewatermark-heldout` recipe (fonts and words no dewatermark
 model trains on, training/degrade/splits.py; the same layouts, opacities and JPEG as the training recipe),
@@ -19,7 +19,8 @@ drawn with a fixed seed per photo, which also returns the true overlay alpha. Me
 first precision's rows keep the names above, later ones read "<plugin> (fp32)" and "<plugin> (fp32)
 in-mask"; the "model" column says which model file (int8 or fp32) each row ran. A precision that would
 rerun a model file already measured (fp32 or int8 next to auto on a plugin without an int8 model) gets no
-row, and a line under the table says so.
+row, and a line under the table says so. `--ensemble 1,2` runs each of those rows once per self-ensemble
+size (`photosr run --ensemble N`), the later ones as "<plugin> (ensemble 2)".
 
 Regions: "inside" = true alpha > 0.01 (antialiased edges included); "outside" = pixels more than 8 px (one
 JPEG block: the ringing the overlay itself left in the input) from any inside pixel. PSNR is on 8-bit RGB
@@ -43,7 +44,14 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from bench_plugins import add_precision_option, model_kind, pipeline_for, precision_variants
+from bench_plugins import (
+    add_ensemble_option,
+    add_precision_option,
+    model_kind,
+    pipeline_for,
+    precision_variants,
+    with_ensembles,
+)
 from PIL import Image
 
 DATA = Path("/work/shared/data/val/sunhays80")
@@ -158,9 +166,11 @@ def dewatermark_plugins(extra: list[str]) -> list:
     return found + [Plugin(Path(folder)) for folder in extra]
 
 
-def dewatermark_pipeline(plugin, threads: int, precision: str):
+def dewatermark_pipeline(plugin, threads: int, precision: str, ensemble: int = 1):
     """`plugin` for the dewatermark task on the CPU, writing the found-overlay mask next to each output."""
-    return pipeline_for(plugin, threads=threads, save_mask=True, device="cpu", precision=precision)
+    return pipeline_for(
+        plugin, threads=threads, save_mask=True, device="cpu", precision=precision, ensemble=ensemble
+    )
 
 
 def run_plugin(
@@ -171,18 +181,21 @@ def run_plugin(
     work: Path,
     precision: str = "auto",
     name: str | None = None,
+    ensemble: int = 1,
 ) -> list[np.ndarray]:
-    """Each case through photosr's pipeline (PNG in, PNG + mask out) at `precision`, scored into the rows
-    `name` (default: the plugin's name) and "`name` in-mask"; returns the outputs."""
+    """Each case through photosr's pipeline (PNG in, PNG + mask out) at `precision` and self-ensemble
+    size `ensemble`, scored into the rows `name` (default: the plugin's name) and "`name` in-mask";
+    returns the outputs."""
     from photosr.pipeline import mask_path
 
-    pipeline = dewatermark_pipeline(plugin, threads, precision)
+    pipeline = dewatermark_pipeline(plugin, threads, precision, ensemble)
     name = name or plugin.manifest.name
     row, kept = rows[name], rows[f"{name} in-mask"]
     row.model = kept.model = model_kind(plugin, precision, "cpu")[0]
     outputs = []
     for case in cases:
-        src, dst = work / f"{case.name}.png", work / f"{case.name}-{plugin.manifest.name}-{precision}.png"
+        src = work / f"{case.name}.png"
+        dst = work / f"{case.name}-{plugin.manifest.name}-{precision}-{ensemble}.png"
         Image.fromarray(case.damaged).save(src)
         result = pipeline.process_file(src, dst)
         if not result.ok:
@@ -197,13 +210,16 @@ def run_plugin(
     return outputs
 
 
-def time_12mp(plugin, case: Case, threads: int, work: Path, precision: str = "auto") -> float:
+def time_12mp(
+    plugin, case: Case, threads: int, work: Path, precision: str = "auto", ensemble: int = 1
+) -> float:
     """Seconds of process_file (load, dewatermark, mask, save) on the first case enlarged to 4000x3000
-    and saved as JPEG, at `precision`; the session is warmed on the small photo first."""
+    and saved as JPEG, at `precision` and self-ensemble size `ensemble`; the session is warmed on the
+    small photo first."""
     big = work / "big.jpg"
     if not big.exists():
         Image.fromarray(case.damaged).resize((4000, 3000), Image.Resampling.BICUBIC).save(big, quality=92)
-    pipeline = dewatermark_pipeline(plugin, threads, precision)
+    pipeline = dewatermark_pipeline(plugin, threads, precision, ensemble)
     pipeline.process_file(work / f"{case.name}.png", work / "warm.png")
     result = pipeline.process_file(big, work / "big-out.jpg")
     if not result.ok:
@@ -296,6 +312,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--time-12mp", action="store_true", help="also time one 4000x3000 photo per plugin")
     parser.add_argument("--per-photo", action="store_true", help="also print a line per photo")
     add_precision_option(parser)
+    add_ensemble_option(parser)
     args = parser.parse_args(argv)
 
     cv2.setNumThreads(args.threads)
@@ -313,11 +330,13 @@ def main(argv: list[str] | None = None) -> None:
         for plugin in dewatermark_plugins(args.plugin):
             variants, skipped = precision_variants(plugin, args.precision, "cpu")
             notes += skipped
-            for v in variants:
+            for v in with_ensembles(variants, args.ensemble):
                 name = v.name(plugin.manifest.name)
-                columns[name] = run_plugin(plugin, cases, rows, args.threads, Path(work), v.precision, name)
+                columns[name] = run_plugin(
+                    plugin, cases, rows, args.threads, Path(work), v.precision, name, v.ensemble
+                )
                 if args.time_12mp:
-                    secs = time_12mp(plugin, cases[0], args.threads, Path(work), v.precision)
+                    secs = time_12mp(plugin, cases[0], args.threads, Path(work), v.precision, v.ensemble)
                     timings.append((name, v.model, secs))
     columns["truth"] = [c.truth for c in cases]
     print(report(dict(rows), cases, notes))

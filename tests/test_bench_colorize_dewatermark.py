@@ -172,3 +172,41 @@ def test_dewatermark_rows_per_precision_name_their_model(tmp_path, monkeypatch):
     assert "| method | model |" in table
     assert "| dual | int8 |" in table and "| dual (fp32) in-mask | fp32 |" in table
     assert "plain: no int8 model; no fp32 row" in table and "| plain (fp32) |" not in table
+
+
+def _shift_model():
+    """out = the left neighbour of each pixel (zero at the left edge): not flip-equivariant."""
+    from onnx import helper
+    from onnx_models import _const, _finish
+
+    weight = np.zeros((3, 3, 3, 3), np.float32)
+    for c in range(3):
+        weight[c, c, 1, 0] = 1.0
+    conv = helper.make_node("Conv", ["input", "w"], ["output"], pads=[1, 1, 1, 1])
+    return _finish([conv], [_const("w", weight)], 3, 3, "shift_left")
+
+
+def test_dewatermark_rows_per_ensemble_size_run_the_ensemble(tmp_path):
+    """--ensemble 1,2: a second row per plugin, "NAME (ensemble 2)", whose outputs are the 2-view mean."""
+    import bench_plugins
+    from onnx_models import write_plugin
+
+    from photosr.plugins import Plugin
+
+    plugin = Plugin(write_plugin(tmp_path / "shift", task="dewatermark", scale=1, model=_shift_model()))
+    for i in range(2):
+        Image.fromarray(_photo(96, 128, seed=i)).save(tmp_path / f"p{i}.png")
+    cases = bench_dewatermark.make_cases(tmp_path, 0, seed=0)
+    work = tmp_path / "work"
+    work.mkdir()
+    rows, outs = defaultdict(bench_dewatermark.Row), {}
+    variants, _ = bench_plugins.precision_variants(plugin, ("auto",), "cpu")
+    for v in bench_plugins.with_ensembles(variants, (1, 2)):
+        name = v.name(plugin.name)
+        outs[name] = bench_dewatermark.run_plugin(plugin, cases, rows, 1, work, v.precision, name, v.ensemble)
+    assert list(outs) == ["shift", "shift (ensemble 2)"]
+    assert len(rows["shift (ensemble 2)"].inside) == len(cases)
+    single, pair = outs["shift"][0].astype(int), outs["shift (ensemble 2)"][0].astype(int)
+    assert np.abs(single - pair).max() > 10  # a shift one way averaged with its mirror is not the shift
+    table = bench_dewatermark.report(dict(rows), cases)
+    assert "| shift (ensemble 2) |" in table and "| shift (ensemble 2) in-mask |" in table

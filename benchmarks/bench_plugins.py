@@ -95,22 +95,22 @@ def add_ensemble_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ensemble",
         type=parse_ensembles,
-        default=(1,),
+        default=(None,),
         help="comma-separated self-ensemble sizes (photosr run --ensemble), one row per plugin, precision "
-        "and size, e.g. 1,8 (default: 1)",
+        "and size, e.g. 1,8 (default: each plugin's own, as photosr run without --ensemble)",
     )
 
 
 @dataclass(frozen=True)
 class Variant:
     """One row of a plugin: the precision it runs at, the model file that picks (`model`) and its
-    self-ensemble size."""
+    self-ensemble size (None: the plugin's manifest default, as `photosr run` without --ensemble)."""
 
     precision: str
     suffix: str  # "" for the first precision (the plugin's usual row name), else " (fp32)" etc.
     model: str  # "int8" or "fp32": which of the plugin's model files runs
     path: Path
-    ensemble: int = 1
+    ensemble: int | None = None
 
     def name(self, base: str) -> str:
         """The row name: `base` for the first precision and size, then e.g. "base (fp32) (ensemble 8)"."""
@@ -152,7 +152,7 @@ def precision_variants(
     return variants, notes
 
 
-def with_ensembles(variants: Sequence[Variant], ensembles: Sequence[int]) -> list[Variant]:
+def with_ensembles(variants: Sequence[Variant], ensembles: Sequence[int | None]) -> list[Variant]:
     """Each variant once per self-ensemble size; after the first size the row name gains " (ensemble N)"."""
     return [
         replace(v, ensemble=n, suffix=v.suffix + (f" (ensemble {n})" if i else ""))

@@ -275,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     plugins = find_plugins(args.plugin, args.only)
     photos = load_photos(args.data, args.limit)
     nlm_hs = [float(h) for h in args.nlm_h.split(",") if h.strip()]
-    ensembles = ",".join(map(str, args.ensemble))
+    ensembles = ",".join("plugin default" if n is None else str(n) for n in args.ensemble)
     print(
         f"# Quality: {len(photos)} photos from {args.data}, precision {','.join(args.precision)}, "
         f"ensemble {ensembles}\n"

@@ -115,8 +115,8 @@ def pillow_resize_run(src: Path, dst: Path, scale: int) -> Callable[[], None]:
 def measure(
     plugin: Plugin, tmp: Path, threads: int, repeats: int, variant: Variant | None = None
 ) -> dict[str, object]:
-    """One table row: `plugin` at `variant`'s precision and ensemble (default: auto, 1, under the plugin's
-    name)."""
+    """One table row: `plugin` at `variant`'s precision and ensemble (default: auto and the plugin's own
+    ensemble size, under the plugin's name)."""
     m = plugin.manifest
     variant = variant or precision_variants(plugin, ("auto",), DEVICE)[0][0]
     size, target = TARGETS.get((m.task, m.model.scale), (ONE_MP, None))

@@ -45,7 +45,8 @@ class ProcessOptions:
     CPU only, one with int8 dot products (VNNI, AMX, ARM64); "fp32" = always the full-precision model;
     "int8" = the int8 model wherever there is one.
     `ensemble` n > 1 runs every model on n flips/transposes of each tile and averages them
-    (`engine.SelfEnsemble`): a little better, n times slower.
+    (`engine.SelfEnsemble`): a little better, n times slower; None means each plugin's manifest default
+    (`model.ensemble`, 1 unless the plugin says otherwise).
     """
 
     tasks: tuple[str, ...] = ("restore",)
@@ -64,7 +65,7 @@ class ProcessOptions:
     skip_existing: bool = False
     device: str = "auto"
     precision: str = "auto"
-    ensemble: int = 1
+    ensemble: int | None = None
     threads: int = 0
     tile: int | None = None
     tile_overlap: int | None = None
@@ -117,7 +118,7 @@ def _option_problems(o: ProcessOptions) -> Iterable[str]:
             f"precision must be one of {', '.join(PRECISIONS)}, got {o.precision!r}",
         ),
         (
-            o.ensemble in ENSEMBLES,
+            o.ensemble is None or o.ensemble in ENSEMBLES,
             f"ensemble must be one of {', '.join(map(str, ENSEMBLES))}, got {o.ensemble!r}",
         ),
         (o.threads >= 0, f"threads must be >= 0, got {o.threads!r}"),
@@ -291,10 +292,11 @@ class Pipeline:
                 f"for plugin {plugin.name!r}"
             )
         session = self._sessions[key]
-        if o.ensemble > 1:
+        ensemble = model.ensemble if o.ensemble is None else o.ensemble
+        if ensemble > 1:
             from photosr.engine import SelfEnsemble
 
-            session = SelfEnsemble(session, o.ensemble)
+            session = SelfEnsemble(session, ensemble)
         # Colorize at a render size sees the whole (small) photo at once: colour needs global context.
         whole = isinstance(task, ColorizeTask) and task.render_size > 0
         return ModelRunner(

@@ -134,3 +134,28 @@ def test_the_pipelines_light_copies_of_the_engines_choices_agree():
     assert photosr.pipeline.ENSEMBLES == photosr.engine.ENSEMBLES
     assert photosr.pipeline.PRECISIONS == photosr.engine.PRECISIONS
     assert photosr.pipeline.DEVICES == photosr.engine.DEVICES
+
+
+def test_a_plugin_can_ask_for_its_own_ensemble_size_and_the_user_overrides_it(tmp_path: Path):
+    """[model] ensemble = 2: photosr runs it at 2 unless told; --ensemble 1 (or any size) wins."""
+    rgb = np.random.default_rng(3).integers(70, 186, (30, 44, 3), dtype=np.uint8)
+    src = tmp_path / "in.png"
+    Image.fromarray(rgb).save(src)
+    model = conv_model(2, layers=2)
+    plain = write_plugin(tmp_path / "plain", task="upscale", scale=2, model=model)
+    pair = write_plugin(
+        tmp_path / "pair", task="upscale", scale=2, model=model, extra_model_fields={"ensemble": 2}
+    )
+    assert PluginRegistry().get(pair).manifest.model.ensemble == 2
+    outs = {}
+    for label, folder, n in (
+        ("plain 2", plain, 2),
+        ("pair", pair, None),
+        ("pair 1", pair, 1),
+        ("plain", plain, None),
+    ):
+        assert _pipeline(folder, n).process_file(src, tmp_path / f"{label}.png").status == "ok"
+        outs[label] = _nchw(tmp_path / f"{label}.png")
+    np.testing.assert_array_equal(outs["pair"], outs["plain 2"])  # the manifest's size by default
+    np.testing.assert_array_equal(outs["pair 1"], outs["plain"])  # the user's size over it
+    assert np.abs(outs["pair"] - outs["pair 1"]).max() >= 3

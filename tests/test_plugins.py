@@ -80,6 +80,9 @@ def test_manifest_fields_and_defaults(tmp_path):
         ({}, {"tile": 16, "tile_overlap": 16}, "model.tile"),
         ({}, {"tile": 16, "tile_overlap": 14, "size_multiple": 4}, "model.tile"),
         ({"task": "restore"}, {"scale": 2}, "model.scale"),
+        ({}, {"ensemble": 3}, "model.ensemble"),
+        ({}, {"ensemble": 0}, "model.ensemble"),
+        ({}, {"ensemble": "2"}, "model.ensemble"),
     ],
 )
 def test_manifest_errors_name_file_and_field(tmp_path, top, model, field):

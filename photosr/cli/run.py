@@ -95,11 +95,10 @@ _FORMAT_CHOICES = click.Choice(["keep", "png", "jpeg", "jpg", "webp", "tiff", "t
 @click.option(
     "--ensemble",
     type=click.IntRange(min=1),
-    default=1,
-    show_default=True,
     metavar="N",
     help="1, 2, 4 or 8: run each model on N flips/transposes of the photo and average them - a little "
-    "sharper and cleaner (upscale x2: +0.07 dB at 8), N times slower.",
+    "sharper and cleaner (upscale x2: +0.07 dB at 8), N times slower. Default: each plugin's own "
+    "(1, or what its manifest says).",
 )
 @click.option("--threads", type=click.IntRange(min=0), default=0, help="CPU threads for the model (0 = all).")
 @click.option("--tile", type=click.IntRange(min=0), help="Tile side in input pixels (0 = automatic).")

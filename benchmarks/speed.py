@@ -1,7 +1,7 @@
 """Seconds per photo, end to end through the pipeline, for every bundled plugin, next to the issue's targets.
 
     .venv/bin/python benchmarks/speed.py [--repeats 3] [--threads 2] [--plugin DIR ...] [--only NAME ...]
-        [--precision auto,fp32] [--ensemble 1,8]
+        [--precision auto,fp32] [--ensemble 1,8] [--overlay clean,single,tiled]
 
 Each plugin runs `Pipeline.process_file` (load, process, save a JPEG at quality 95 into a temp folder) on
 a photo of the size its target is stated for: upscale x2 and x4 on a 1-MP photo (1000x1000 -> 4 / 16
@@ -21,7 +21,11 @@ int8 model) gets no row, and a line under the table says so. `--ensemble 1,8` ti
 once per self-ensemble size (`photosr run --ensemble N`), the later ones as "NAME (ensemble 8)".
 
 Photos: a wikipedia50 training photo resized to the size (so JPEG coding costs what it costs on a photo),
-or a smooth gradient with texture when that folder is missing.
+or a smooth gradient with texture when that folder is missing. `--overlay single,tiled` also times each
+dewatermark row on that photo with one held-out overlay drawn on it (benchmarks/dewatermark.py's recipe,
+the first draw of that layout): a self-ensemble runs its other views only on tiles where the first found
+an overlay (`DewatermarkTask.views_needed`), so its time depends on how much of the photo is stamped;
+the photo column says what share of the pixels the overlay covers.
 """
 
 from __future__ import annotations
@@ -63,7 +67,9 @@ TARGETS: dict[tuple[str, int], tuple[tuple[int, int], float | None]] = {
     ("dewatermark", 1): (TWELVE_MP, 15.0),
 }
 QUALITY = 95
-DEVICE = "auto"  # the device pipeline_for's pipelines run on (ProcessOptions' default)
+DEVICE = "auto"
+OVERLAYS = ("clean", "single", "tiled")
+OVERLAY_RECIPE = "dewatermark-heldout"  # the device pipeline_for's pipelines run on (ProcessOptions' default)
 
 
 def make_photo(path: Path, size: tuple[int, int]) -> Path:
@@ -81,6 +87,22 @@ def make_photo(path: Path, size: tuple[int, int]) -> Path:
         image = Image.fromarray(np.clip(base + texture, 0, 255).astype(np.uint8))
     image.save(path, quality=QUALITY)
     return path
+
+
+def stamp_photo(src: Path, dst: Path, layout: str) -> tuple[Path, float]:
+    """`src` with the first held-out overlay of `layout` (seeds 0, 1, ...) drawn on it, saved as a JPEG;
+    returns the path and the share of pixels the overlay covers (alpha > 0.01)."""
+    from photosr.training.degrade import load_crappifier
+
+    crappifier = load_crappifier(OVERLAY_RECIPE, task="dewatermark")
+    rng = np.random.default_rng(0)
+    params = crappifier.sample(rng)
+    while params["steps"][0]["layout"] != layout:
+        params = crappifier.sample(rng)
+    with Image.open(src) as img:
+        damaged, alpha = crappifier.apply_with_mask(img.convert("RGB"), params)
+    damaged.save(dst, quality=QUALITY)
+    return dst, float(np.mean(alpha > 0.01))
 
 
 def median_seconds(run: Callable[[], None], repeats: int) -> float:
@@ -113,16 +135,26 @@ def pillow_resize_run(src: Path, dst: Path, scale: int) -> Callable[[], None]:
 
 
 def measure(
-    plugin: Plugin, tmp: Path, threads: int, repeats: int, variant: Variant | None = None
+    plugin: Plugin,
+    tmp: Path,
+    threads: int,
+    repeats: int,
+    variant: Variant | None = None,
+    overlay: str = "clean",
 ) -> dict[str, object]:
     """One table row: `plugin` at `variant`'s precision and ensemble (default: auto and the plugin's own
-    ensemble size, under the plugin's name)."""
+    ensemble size, under the plugin's name), on the clean photo or one with an `overlay` layout on it."""
     m = plugin.manifest
     variant = variant or precision_variants(plugin, ("auto",), DEVICE)[0][0]
     size, target = TARGETS.get((m.task, m.model.scale), (ONE_MP, None))
     src = tmp / f"photo-{size[0]}x{size[1]}.jpg"
     if not src.exists():
         make_photo(src, size)
+    label = ""
+    if overlay != "clean":
+        stamped = tmp / f"photo-{size[0]}x{size[1]}-{overlay}.jpg"
+        src, share = stamp_photo(src, stamped, overlay)
+        label = f", {overlay} overlay ({share:.0%} of pixels)"
     pipeline = pipeline_for(plugin, threads=threads, precision=variant.precision, ensemble=variant.ensemble)
     pipeline_run(pipeline, make_photo(tmp / "warmup.jpg", (64, 48)), tmp / "warmup-out.jpg")()
     seconds = median_seconds(pipeline_run(pipeline, src, tmp / "out.jpg"), repeats)
@@ -139,7 +171,7 @@ def measure(
     return {
         "plugin": variant.name(m.name),
         "model": variant.model,
-        "photo": f"{size[0]}x{size[1]} -> {out_mp:g} MP",
+        "photo": f"{size[0]}x{size[1]} -> {out_mp:g} MP{label}",
         "seconds": seconds,
         "target": target,
         "baseline": baseline,
@@ -182,7 +214,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_plugin_options(parser)
     add_precision_option(parser)
     add_ensemble_option(parser)
+    parser.add_argument(
+        "--overlay",
+        type=lambda text: tuple(text.split(",")),
+        default=("clean",),
+        help="photos to time dewatermark rows on, comma-separated from clean, single, tiled (default clean)",
+    )
     args = parser.parse_args(argv)
+    if bad := [o for o in args.overlay if o not in OVERLAYS]:
+        parser.error(f"--overlay takes {', '.join(OVERLAYS)}, got {', '.join(bad)}")
 
     import onnxruntime
 
@@ -198,9 +238,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             variants, skipped = precision_variants(plugin, args.precision, DEVICE)
             variants = with_ensembles(variants, args.ensemble)
             notes += skipped
-            for variant in variants:
-                print(f"timing {variant.name(plugin.name)} ...", file=sys.stderr, flush=True)
-                rows.append(measure(plugin, Path(tmp), args.threads, args.repeats, variant))
+            overlays = args.overlay if plugin.manifest.task == "dewatermark" else ("clean",)
+            for overlay in overlays:
+                for variant in variants:
+                    print(f"timing {variant.name(plugin.name)} on {overlay} ...", file=sys.stderr, flush=True)
+                    rows.append(measure(plugin, Path(tmp), args.threads, args.repeats, variant, overlay))
     print(format_table(rows, args.repeats))
     if notes:
         print("\n" + "\n".join(notes))

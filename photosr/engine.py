@@ -274,13 +274,21 @@ class SelfEnsemble:
     partly independent and the mean cancels some of them: for n times the model time. Measured on
     upscale-x2 0.2.0 (20 sunhays80 photos, PSNR-Y over bicubic): +2.262 dB alone, +2.302 with n=2,
     +2.322 with n=4, +2.335 with n=8; benchmarks/quality.py --ensemble 1,8 measures any plugin.
+
+    `gate`, when given, is asked after the first view which batch items the other views are worth
+    running on (a bool per item, from that view's NCHW output); the rest keep the first view's output.
+    Dewatermark uses it to skip tiles where the first view found no overlay (`DewatermarkTask.views_needed`):
+    their pixels stay the input's whatever the views say.
     """
 
-    def __init__(self, session: SupportsRun, n: int) -> None:
+    def __init__(
+        self, session: SupportsRun, n: int, gate: Callable[[np.ndarray], np.ndarray] | None = None
+    ) -> None:
         if n not in ENSEMBLES:
             raise UsageError(f"ensemble must be one of {', '.join(map(str, ENSEMBLES))}, got {n!r}")
         self.session = session
         self.n = n
+        self.gate = gate
 
     @property
     def model_path(self) -> Path | None:
@@ -288,11 +296,25 @@ class SelfEnsemble:
         return getattr(self.session, "model_path", None)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        total = self.session.run(batch)
+        first = self.session.run(batch)
+        if self.gate is None:
+            needed = slice(None)
+        else:
+            needed = np.flatnonzero(np.asarray(self.gate(first), dtype=bool).reshape(len(batch)))
+            if needed.size == 0:
+                return first
+            if needed.size == len(batch):
+                needed = slice(None)
+        views = batch[needed]
+        total = first[needed]
         for k in range(1, self.n):
             # A strided view: ModelSession.run makes the one contiguous copy ONNX Runtime needs.
-            total = total + undo_dihedral(self.session.run(dihedral(batch, k)), k)
-        return total / self.n
+            total = total + undo_dihedral(self.session.run(dihedral(views, k)), k)
+        if isinstance(needed, slice):
+            return total / self.n
+        out = first.copy()
+        out[needed] = total / self.n
+        return out
 
 
 def auto_tile_size(scale: int, multiple: int = 1) -> int:

@@ -296,7 +296,7 @@ class Pipeline:
         if ensemble > 1:
             from photosr.engine import SelfEnsemble
 
-            session = SelfEnsemble(session, ensemble)
+            session = SelfEnsemble(session, ensemble, gate=task.ensemble_gate())
         # Colorize at a render size sees the whole (small) photo at once: colour needs global context.
         whole = isinstance(task, ColorizeTask) and task.render_size > 0
         return ModelRunner(

@@ -193,6 +193,11 @@ class Task:
         """The model step on straight RGB (no alpha); subclasses add what surrounds it."""
         return runner(rgb)
 
+    def ensemble_gate(self) -> Callable[[np.ndarray], np.ndarray] | None:
+        """Under a self-ensemble (`photosr.engine.SelfEnsemble`), which tiles the other views are worth
+        running on, from the first view's NCHW output (a bool per tile); None: every tile."""
+        return None
+
 
 @dataclass(frozen=True)
 class UpscaleTask(Task):
@@ -241,6 +246,25 @@ class DewatermarkTask(Task):
             raise UsageError(f"grow must be >= 0 px, got {self.grow}")
         if not 0.0 <= self.inpaint <= 1.0:
             raise UsageError(f"inpaint must be a share in [0, 1], got {self.inpaint}")
+
+    def ensemble_gate(self) -> Callable[[np.ndarray], np.ndarray]:
+        return self.views_needed
+
+    def views_needed(self, out: np.ndarray) -> np.ndarray:
+        """Tiles (NCHW model outputs) whose mask reaches half of `mask_level` somewhere; every tile for a
+        model without a mask head.
+
+        The other views of a self-ensemble only matter where the mean mask can pass `mask_level`: pixels
+        below it keep the input exactly. Where the first of n views stays under half the level, the mean
+        passes it only if the other views average over (n - 1/2) / (n - 1) times the level (0.75 for n = 2
+        at the default 0.5) - a confident overlay the first view all but missed. Skipping those tiles makes
+        a 12-MP photo with one stamp cost about one view, not n. (A tile left out still blends its one
+        view into the feathered rim of an overlay found next to it, up to 4 * `grow` px past the overlay.)
+        """
+        if out.shape[1] <= MASK_CHANNEL:
+            return np.ones(len(out), dtype=bool)
+        peak = out[:, MASK_CHANNEL].reshape(len(out), -1).max(axis=1)
+        return peak >= self.mask_level / 2
 
     def transform(self, rgb: np.ndarray, runner: Runner) -> np.ndarray:
         """The model's output where it found an overlay, the input pixels everywhere else.

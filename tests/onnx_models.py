@@ -172,6 +172,22 @@ def size_multiple_model(multiple: int = 4, channels: int = 3, seed: int = 0) -> 
     return _finish(nodes, [weight], channels, channels, f"multiple_{multiple}")
 
 
+def red_mask_model() -> onnx.ModelProto:
+    """A dewatermark stand-in with a mask head: RGB = each pixel's left neighbour (zero at the left edge,
+    so not flip-equivariant), mask = the input's red channel (flip-equivariant)."""
+    shift = np.zeros((3, 3, 3, 3), np.float32)
+    for c in range(3):
+        shift[c, c, 1, 0] = 1.0
+    red = np.zeros((1, 3, 1, 1), np.float32)
+    red[0, 0] = 1.0
+    nodes = [
+        helper.make_node("Conv", ["input", "shift"], ["rgb"], pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["input", "red"], ["mask"]),
+        helper.make_node("Concat", ["rgb", "mask"], ["output"], axis=1),
+    ]
+    return _finish(nodes, [_const("shift", shift), _const("red", red)], 3, 4, "red_mask")
+
+
 def save_model(model: onnx.ModelProto, path: str | Path) -> Path:
     """Write `model` to `path` (parents created) and return the path."""
     path = Path(path)

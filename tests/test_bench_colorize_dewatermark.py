@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 import colorize as bench_colorize  # noqa: E402
 import dewatermark as bench_dewatermark  # noqa: E402
+import speed as bench_speed  # noqa: E402
 
 
 def _photo(h: int = 72, w: int = 96, seed: int = 0) -> np.ndarray:
@@ -210,3 +211,49 @@ def test_dewatermark_rows_per_ensemble_size_run_the_ensemble(tmp_path):
     assert np.abs(single - pair).max() > 10  # a shift one way averaged with its mirror is not the shift
     table = bench_dewatermark.report(dict(rows), cases)
     assert "| shift (ensemble 2) |" in table and "| shift (ensemble 2) in-mask |" in table
+
+
+def test_speed_times_dewatermark_rows_on_stamped_photos_too(tmp_path, monkeypatch, capsys):
+    """--overlay clean,single,tiled: one row per photo for a dewatermark plugin, saying how much of it the
+    overlay covers; other tasks are timed on the clean photo only."""
+    from onnx_models import red_mask_model, write_plugin
+
+    folders = [
+        write_plugin(tmp_path / "plugins" / "dw", task="dewatermark", scale=1, model=red_mask_model()),
+        write_plugin(tmp_path / "plugins" / "up2", task="upscale", scale=2),
+    ]
+    monkeypatch.setattr(bench_speed, "ONE_MP", (160, 120))
+    monkeypatch.setattr(bench_speed, "TARGETS", {})
+    monkeypatch.setattr(bench_speed, "PHOTOS", tmp_path / "no-photos-here")
+    argv = ["--repeats", "1", "--threads", "1", "--overlay", "clean,single,tiled", "--ensemble", "1,2"]
+    argv += [arg for folder in folders for arg in ("--plugin", str(folder))] + [
+        "--only",
+        "dw",
+        "--only",
+        "up2",
+    ]
+    assert bench_speed.main(argv) == 0
+    rows = [line.split(" | ")[:3] for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    photos = [(name.lstrip("| "), photo) for name, _, photo in rows[1:]]
+    assert [name for name, _ in photos] == ["dw", "dw (ensemble 2)"] * 3 + ["up2", "up2 (ensemble 2)"]
+    assert photos[0][1] == photos[1][1] == "160x120 -> 0.0192 MP"
+    single, tiled = photos[2][1], photos[4][1]
+    assert single.startswith("160x120 -> 0.0192 MP, single overlay (") and single == photos[3][1]
+    assert tiled.startswith("160x120 -> 0.0192 MP, tiled overlay (")
+    share = {
+        label: int(text.rsplit("(", 1)[1].split("%")[0]) for label, text in (("s", single), ("t", tiled))
+    }
+    assert 0 < share["s"] < share["t"] <= 100  # a tiled pattern covers more than one stamp
+    with pytest.raises(SystemExit):
+        bench_speed.main(["--overlay", "clean,diagonal"])
+
+
+def test_stamp_photo_draws_a_held_out_overlay_of_the_layout_asked_for(tmp_path):
+    src = tmp_path / "clean.jpg"
+    Image.fromarray(_photo(120, 160)).save(src, quality=95)
+    for layout in ("single", "tiled"):
+        path, share = bench_speed.stamp_photo(src, tmp_path / f"{layout}.jpg", layout)
+        changed = np.abs(np.asarray(Image.open(path), np.int16) - np.asarray(Image.open(src), np.int16))
+        assert 0 < share < 1 and changed.max() > 40
+        again, _ = bench_speed.stamp_photo(src, tmp_path / f"{layout}-again.jpg", layout)
+        assert np.array_equal(np.asarray(Image.open(again)), np.asarray(Image.open(path)))  # a fixed draw

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from conftest import write_image
-from onnx_models import conv_model, nearest_upscale_model, save_model, write_plugin
+from onnx_models import conv_model, nearest_upscale_model, red_mask_model, save_model, write_plugin
 from PIL import Image
 
 from photosr.cli import main
@@ -22,6 +22,7 @@ from photosr.engine import ModelSession, SelfEnsemble, dihedral, run_tiled, undo
 from photosr.errors import UsageError
 from photosr.pipeline import Pipeline, ProcessOptions
 from photosr.plugins import PluginRegistry
+from photosr.tasks import DewatermarkTask
 
 
 def test_the_eight_views_are_distinct_and_each_undoes():
@@ -58,6 +59,31 @@ def test_ensemble_averages_the_turned_back_outputs():
     assert model.shapes == [(1, 3, 4, 6)] * 4 + [(1, 3, 6, 4)] * 4
     with pytest.raises(UsageError, match="ensemble must be one of 1, 2, 4, 8"):
         SelfEnsemble(model, 3)
+
+
+def test_a_gate_runs_the_other_views_only_on_the_items_it_picks():
+    batch = np.random.default_rng(0).random((3, 3, 4, 6), dtype=np.float32)
+    model = RampAdder()
+    ramp = np.arange(6, dtype=np.float32)
+    asked = []
+
+    def gate(first: np.ndarray) -> np.ndarray:
+        asked.append(first.copy())
+        return np.array([True, False, True])
+
+    got = SelfEnsemble(model, 2, gate=gate).run(batch)
+    np.testing.assert_allclose(asked[0], batch + ramp, rtol=1e-6)  # the gate sees the first view
+    np.testing.assert_allclose(got[[0, 2]], batch[[0, 2]] + 2.5, rtol=1e-6)  # picked: the mean of 2
+    np.testing.assert_allclose(got[1], batch[1] + ramp, rtol=1e-6)  # left out: the first view as it was
+    assert model.shapes == [(3, 3, 4, 6), (2, 3, 4, 6)]  # the flipped view ran on the 2 picked only
+    # Nothing picked: one run; everything picked: the plain ensemble.
+    model.shapes.clear()
+    np.testing.assert_allclose(
+        SelfEnsemble(model, 4, gate=lambda o: np.zeros(3, bool)).run(batch), batch + ramp
+    )
+    assert model.shapes == [(3, 3, 4, 6)]
+    every = SelfEnsemble(model, 2, gate=lambda o: np.ones(3, bool)).run(batch)
+    np.testing.assert_array_equal(every, SelfEnsemble(model, 2).run(batch))
 
 
 def test_tiled_ensemble_equals_the_mean_of_whole_runs_on_the_views(tmp_path: Path):
@@ -159,3 +185,46 @@ def test_a_plugin_can_ask_for_its_own_ensemble_size_and_the_user_overrides_it(tm
     np.testing.assert_array_equal(outs["pair"], outs["plain 2"])  # the manifest's size by default
     np.testing.assert_array_equal(outs["pair 1"], outs["plain"])  # the user's size over it
     assert np.abs(outs["pair"] - outs["pair 1"]).max() >= 3
+
+
+def test_dewatermark_runs_the_other_views_only_on_tiles_where_the_first_found_an_overlay(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """One red square in a corner of a dark photo: the mask (the red channel) finds it in one tile only,
+    so the flipped view runs on that tile alone, and the output there is the full ensemble's."""
+    rgb = np.random.default_rng(4).integers(20, 50, (88, 168, 3), dtype=np.uint8)
+    rgb[10:30, 12:36] = (250, 40, 40)
+    src = tmp_path / "in.png"
+    Image.fromarray(rgb).save(src)
+    # Tiles of 48 overlapping by 8: rows start at 0 and 40, columns at 0, 40, 80 and 120, so only the
+    # first tile holds the square, and only it covers rows and columns 0..39.
+    plugin = write_plugin(tmp_path / "dw", task="dewatermark", scale=1, model=red_mask_model(), tile=48)
+    tiles = []
+    run = ModelSession.run
+    monkeypatch.setattr(ModelSession, "run", lambda self, batch: tiles.append(len(batch)) or run(self, batch))
+
+    def process(label: str, ensemble: int) -> np.ndarray:
+        tiles.clear()
+        options = ProcessOptions(
+            tasks=("dewatermark",), plugins=(str(plugin),), ensemble=ensemble, format="png"
+        )
+        assert Pipeline(options, registry=PluginRegistry()).process_file(src, tmp_path / label).ok
+        return _nchw(tmp_path / label)[0]
+
+    single = process("1.png", 1)
+    assert sum(tiles) == 8
+    gated = process("gated.png", 2)
+    assert sum(tiles) == 9  # the flipped view ran on the square's tile only
+    monkeypatch.setattr(DewatermarkTask, "ensemble_gate", lambda self: None)
+    full = process("full.png", 2)
+    assert sum(tiles) == 16
+    # Rows and columns 36..39 still see the next tiles through the inpainting step's 4-px box low-pass.
+    np.testing.assert_array_equal(gated[:, :36, :36], full[:, :36, :36])
+    assert np.abs(gated - single).max() >= 3  # the second view did change the square
+    # The tiles left out keep their one view, which reaches the output only where they blend into the
+    # square's feathered rim (grow 3 px, feathered to 12 px past it): nowhere else does anything change.
+    rows, cols = np.nonzero(np.abs(gated - full).max(axis=0))
+    assert rows.max() < 30 + 12 and cols.max() < 36 + 12
+    source = _nchw(src)[0]
+    np.testing.assert_array_equal(gated[:, 45:], source[:, 45:])
+    np.testing.assert_array_equal(gated[:, :, 50:], source[:, :, 50:])

@@ -363,3 +363,17 @@ def test_dewatermark_mask_head_says_where_the_overlay_is() -> None:
     np.testing.assert_array_equal(DewatermarkTask(mask_level=0.9).transform(rgb, model), rgb)
     # --save-mask shows the model's mask, not how much it changed a pixel.
     np.testing.assert_array_equal(DewatermarkTask().found(rgb, model(rgb)), stamp)
+
+
+def test_dewatermark_asks_for_more_views_only_where_the_mask_reaches_half_its_level() -> None:
+    out = np.zeros((3, 4, 8, 8), np.float32)
+    out[0, 3, 2, 5] = 0.26  # one pixel over half of 0.5
+    out[1, 3] = 0.24  # a whole tile just under
+    out[2, :3] = 1.0  # a big colour change, no mask
+    np.testing.assert_array_equal(DewatermarkTask().views_needed(out), [True, False, False])
+    np.testing.assert_array_equal(DewatermarkTask(mask_level=0.4).views_needed(out), [True, True, False])
+    # A model without a mask head: its changes are judged after the ensemble, so every tile runs them.
+    np.testing.assert_array_equal(DewatermarkTask().views_needed(out[:, :3]), [True] * 3)
+    task = DewatermarkTask()
+    assert task.ensemble_gate() == task.views_needed
+    assert RestoreTask().ensemble_gate() is None

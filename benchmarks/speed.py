@@ -67,10 +67,10 @@ TARGETS: dict[tuple[str, int], tuple[tuple[int, int], float | None]] = {
     ("dewatermark", 1): (TWELVE_MP, 15.0),
 }
 QUALITY = 95
-DEVICE = "auto"
+DEVICE = "auto"  # the device pipeline_for's pipelines run on (ProcessOptions' default)
 OVERLAYS = ("clean", "single", "tiled")
-OVERLAY_RECIPE = "dewatermark-heldout"
-_STAMPED: dict[Path, float] = {}  # stamped photo -> share of its pixels under the overlay  # the device pipeline_for's pipelines run on (ProcessOptions' default)
+OVERLAY_RECIPE = "dewatermark-heldout"  # benchmarks/dewatermark.py's RECIPE (not imported: it needs cv2)
+_STAMPED: dict[Path, float] = {}  # stamped photo -> share of its pixels under the overlay
 
 
 def make_photo(path: Path, size: tuple[int, int]) -> Path:

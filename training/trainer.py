@@ -32,6 +32,7 @@ from .data import validation_pairs as make_validation_pairs
 from .evaluate import bicubic_upscale, score_pairs, torch_predictor
 from .losses import LossConfig, build_losses, critic_loss
 from .models import build_model, count_parameters, default_arch
+from .qat import fake_quantize_convs
 from .reports import loss_curve, sample_sheet, save_png
 
 Callback = Callable[[dict[str, Any]], None]
@@ -256,6 +257,8 @@ class Trainer:
         self.device = self.dist.device(pick_device(cfg.device))
         self.amp_dtype = autocast_dtype(cfg.precision, self.device)
         self.arch, model = new_model(cfg)
+        if cfg.qat:  # before the EMA copy, which then rounds (and copies the ranges) as the model does
+            fake_quantize_convs(model)
         self.model = model.to(self.device)
         self.ema = EMA(model, cfg.ema_decay) if cfg.ema_decay else None
         if cfg.channels_last:

@@ -271,11 +271,12 @@ def export_plugin(
 def quantize_int8(fp32: Path, dst: Path, calibration: Sequence[np.ndarray]) -> Path:
     """An int8 copy of an exported model for ONNX Runtime's CPU provider (QDQ format, static).
 
-    Only the convs' inputs and weights are quantized (weights int8 per output channel, inputs uint8
-    with min/max ranges seen on `calibration`, a list of NCHW float32 model inputs): ONNX Runtime then
-    runs each conv as an integer conv, 2.5-3x faster than fp32 on these CPUs. Activations and adds stay
-    fp32 between convs; quantizing them too was as fast and agreed with the fp32 model 5 dB less well
-    (upscale-x2: 51.9 vs 57.1 dB; dewatermark: 41.2 vs 51.7). `INT8_KEEP_FP32` nodes stay fp32.
+    Only the convs are quantized: weights int8 per output channel, inputs and outputs uint8 with the
+    min/max ranges seen on `calibration` (a list of NCHW float32 model inputs); ONNX Runtime then runs
+    each conv as an integer conv, 2.5-3x faster than fp32 on these CPUs. Adds stay fp32
+    (training/qat.py trains against exactly this rounding); quantizing every op was as fast and agreed
+    with the fp32 model 5 dB less well (upscale-x2 0.2.0: 51.9 vs 57.1 dB; dewatermark: 41.2 vs 51.7).
+    `INT8_KEEP_FP32` nodes (the tail and the bicubic skip) stay fp32.
     """
     import logging
 

@@ -22,15 +22,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .export import INT8_KEEP_FP32
 from .models.plain import EdgeConv
 
-# Modules the int8 model keeps in fp32 (export.INT8_KEEP_FP32 names their ONNX nodes "/tail/...").
-KEEP_FP32 = ("tail", "bicubic")
+# Modules the int8 model keeps in fp32: INT8_KEEP_FP32 names their ONNX nodes ("/tail/" -> module "tail").
+KEEP_FP32 = tuple(prefix.strip("/") for prefix in INT8_KEEP_FP32)
 RANGE_MOMENTUM = 0.01  # weight of each batch's min/max in the moving range
 
 
 def fake_quantize_convs(model: nn.Module, keep_fp32: tuple[str, ...] = KEEP_FP32) -> list[str]:
-    """Make every conv of `model` outside `keep_fp32` run on int8-rounded inputs and weights, in place;
+    """Make every conv of `model` outside `keep_fp32` run on int8-rounded inputs, outputs and weights, in place;
     returns the names of those convs. An edge block counts as the one conv it exports as."""
     names = []
     inside_block: tuple[str, ...] = ()

@@ -94,11 +94,10 @@ def test_rounding_passes_gradients_straight_through() -> None:
 
 
 def test_a_qat_run_trains_and_saves_the_plain_weights(tmp_path: Path) -> None:
-    from PIL import Image
-
     from photosr.training.checkpoint import load_checkpoint
     from photosr.training.config import TrainConfig
     from photosr.training.trainer import train
+    from PIL import Image
 
     photos = tmp_path / "photos"
     photos.mkdir()

@@ -62,7 +62,7 @@ class TrainConfig:
     checkpoint_every: int = 1000
     unfreeze_at: float = 0.25  # effunet: fraction of the budget trained with the encoder frozen
     init_from: str | None = None  # plugin folder or checkpoint whose weights start this run
-    qat: bool = False  # train on int8-rounded conv inputs and weights (training/qat.py), for an --int8 plugin
+    qat: bool = False  # convs round inputs, outputs, weights as the --int8 model will (training/qat.py)
 
     def __post_init__(self) -> None:
         if self.scale == 0:

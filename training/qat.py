@@ -3,15 +3,18 @@
 `photosr quantize` (and `--int8`) give a plugin an int8 copy by ONNX Runtime's static QDQ quantization
 of its convs (`export.quantize_int8`): each conv's input and output are rounded to uint8 over the
 [min, max] ranges seen on calibration photos, its weights to int8 per output channel (symmetric,
--127..127); the activations between the convs run on those rounded values. Post-training, that rounding costs a trained SR net a few
-hundredths of a dB (upscale-x2: -0.03) and a SiLU U-Net whole dBs.
+-127..127); the activations between the convs run on those rounded values. Post-training, that rounding
+costs a trained SR net a few hundredths of a dB (upscale-x2: -0.03) and a SiLU U-Net whole dBs.
 
-`fake_quantize_convs(model)` makes the same convs compute with those rounded inputs and weights in
-training (straight-through gradients), so the weights learn to sit well on the int8 grid. Each conv
-tracks its input's and output's ranges as moving averages of the batch minimum and maximum (in training mode only;
-eval uses the range as it stands), which is what the calibration's min/max will find. The ranges are
+`fake_quantize_convs(model)` makes the same convs compute with those rounded values in training
+(straight-through gradients), so the weights learn to sit well on the int8 grid. Each conv tracks its
+input's and output's ranges as moving averages of the batch minimum and maximum (in training mode only;
+eval uses the ranges as they stand), which is what the calibration's min/max will find. The ranges are
 non-persistent buffers: checkpoints, `--init-from` and the fp32 export see the same weights and keys
 as without QAT, and the EMA copy (buffers copied each update) validates with the current ranges.
+
+One difference is left: the int8 model's bicubic skip reads the head's rounded input. For 8-bit photos
+with white somewhere in the calibration crops that grid is k / 255, so the skip sees the photo unchanged.
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ RANGE_MOMENTUM = 0.01  # weight of each batch's min/max in the moving range
 
 
 def fake_quantize_convs(model: nn.Module, keep_fp32: tuple[str, ...] = KEEP_FP32) -> list[str]:
-    """Make every conv of `model` outside `keep_fp32` run on int8-rounded inputs, outputs and weights, in place;
-    returns the names of those convs. An edge block counts as the one conv it exports as."""
+    """Make every conv of `model` outside `keep_fp32` run on int8-rounded inputs, outputs and weights,
+    in place; returns the names of those convs. An edge block counts as the one conv it exports as."""
     names = []
     inside_block: tuple[str, ...] = ()
     for name, module in model.named_modules():

@@ -33,6 +33,28 @@ def test_rows_per_damage_and_a_blind_column_for_quality_models(tmp_path: Path, c
     header, rows = table[0], {row[0]: dict(zip(table[0], row, strict=True)) for row in table[1:]}
     assert sorted(header) == sorted(["damage", "input", "same", "aware", "aware (as PNG)"])
     assert list(rows) == [label for label, _, _ in restore_damage.DAMAGES]
+    lossless = rows.pop("none (PNG)")
+    assert lossless["input"] == "lossless" and lossless["same"] == "inf"  # identity returns the photo itself
     for row in rows.values():
         assert row["same"] == row["aware (as PNG)"] == "+0.000"  # identity; plane 0 adds nothing
         assert float(row["aware"]) < -3  # told the quality, the stand-in brightens the photo a lot
+
+
+def test_shrink_scores_against_reduced_references(tmp_path: Path, capsys) -> None:
+    stripes = np.zeros((24, 32, 3), dtype=np.uint8)
+    stripes[:, 1::2] = 200
+    assert restore_damage.shrink(stripes, 2).shape == (12, 16, 3)
+    assert np.all(restore_damage.shrink(stripes, 2) == 100)  # a 2x2 box average
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(photos / "noise.png")
+    same = write_plugin(tmp_path / "same", task="restore", scale=1, model=identity_model())
+    argv = ["--data", str(photos), "--threads", "1", "--plugin", str(same), "--only", "same"]
+    q20 = {}
+    for factor in (1, 2):
+        assert restore_damage.main([*argv, "--shrink", str(factor)]) == 0
+        out = capsys.readouterr().out
+        assert ("reduced 2x" in out) == (factor == 2)
+        q20[factor] = float(next(x for x in out.splitlines() if x.startswith("| JPEG q 20 |")).split("|")[2])
+    assert q20[2] > q20[1] + 1  # averaged noise is smoother, so the same JPEG loses less of it

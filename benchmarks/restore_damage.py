@@ -97,15 +97,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         for label, sigma, quality in DAMAGES:
             inputs, gains = [], {column: [] for column in columns}
             for name, ref in photos:
-                jpeg = damaged_file(ref, f"{name}/{label}", sigma, quality, tmp / "in.jpg")
-                # a PNG saved under in.jpg: photosr reads by content, so the pipeline is the same
-                decoded = read_rgb(jpeg)
-                # lossless: the input is the photo, so score the output itself (a gain would be -inf)
-                base = psnr(decoded, ref, border=0, y_only=False) if quality else 0.0
+                if quality:
+                    jpeg = damaged_file(ref, f"{name}/{label}", sigma, quality, tmp / "in.jpg")
+                    decoded = read_rgb(jpeg)
+                    base = psnr(decoded, ref, border=0, y_only=False)
+                    Image.fromarray(decoded).save(tmp / "in.png")
+                else:  # lossless: the input is the photo itself, so score the output (a gain would be -inf)
+                    jpeg = damaged_file(ref, name, 0.0, 0, tmp / "in.png")
+                    base = 0.0
                 inputs.append(base)
-                Image.fromarray(decoded).save(tmp / "in.png")
                 for plugin_name, as_png in columns:
-                    src = tmp / ("in.png" if as_png else "in.jpg")
+                    src = tmp / "in.png" if as_png else jpeg
                     out = run_file(pipelines[plugin_name], src, tmp / "out.png")
                     gains[(plugin_name, as_png)].append(psnr(out, ref, border=0, y_only=False) - base)
             rows.append((label, quality, np.mean(inputs), {c: float(np.mean(g)) for c, g in gains.items()}))
